@@ -1,0 +1,282 @@
+//! The shape of `gateway.toml`: plain serde structs with their defaults, and the loader that
+//! merges the file with `GATEWAY_`-prefixed environment overrides (figment).
+//!
+//! Nothing here checks meaning (names that refer to each other, keys that must exist): that is
+//! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
+//! the public contract of the config file: add fields, never rename them.
+
+mod secret;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+pub use secret::Secret;
+pub use validate::{
+    hash_key, Caller, Cors, KeyHash, MockSettings, Model, Project, Provider, Runtime,
+    ServerSettings,
+};
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "gateway.toml";
+
+/// The top-level sections an environment override may touch (`GATEWAY_SERVER__LISTEN=...`).
+const ENV_SECTIONS: &[&str] = &["server", "providers", "models", "projects"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub projects: Vec<ProjectConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Client-facing listener (OpenAI-compatible API).
+    pub listen: String,
+    /// Operator listener: `/metrics`, `/healthz`, `/readyz`. Keep it off public networks.
+    pub admin_listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Upper bound for a whole non-streaming request, and for the wait for response headers
+    /// of a streaming one.
+    pub request_timeout_secs: u64,
+    /// A stream that stays silent this long is ended with an error event.
+    pub stream_idle_timeout_secs: u64,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    pub cors: CorsConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 600,
+            stream_idle_timeout_secs: 300,
+            shutdown_grace_secs: 30,
+            cors: CorsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to call the API from a browser; `["*"]` for any. Empty: CORS off.
+    pub allowed_origins: Vec<String>,
+    /// Request headers a browser may send.
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_headers: [
+                "authorization",
+                "content-type",
+                "x-api-key",
+                "x-request-id",
+                "openai-beta",
+                "x-stainless-arch",
+                "x-stainless-lang",
+                "x-stainless-os",
+                "x-stainless-package-version",
+                "x-stainless-retry-count",
+                "x-stainless-runtime",
+                "x-stainless-runtime-version",
+                "x-stainless-timeout",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_age_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible server.
+    Openai,
+    /// Built-in, in-process test provider (no network).
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Mock => "mock",
+        }
+    }
+}
+
+/// One name or a list of names (a key pool).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: Option<String>,
+    /// Environment variable(s) holding the API key; several form a round-robin key pool.
+    pub api_key_env: Option<OneOrMany>,
+    /// File(s) holding the API key (trailing whitespace ignored).
+    pub api_key_file: Option<OneOrMany>,
+    /// Extra headers sent with every upstream request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Ask an OpenAI-compatible upstream for usage on streams (`stream_options.include_usage`)
+    /// so tokens are counted; turn off for a vendor that rejects `stream_options`.
+    #[serde(default = "yes")]
+    pub stream_include_usage: bool,
+    /// Behaviour of a `kind = "mock"` provider.
+    #[serde(default)]
+    pub mock: MockConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    /// Fixed chat reply; when absent the mock echoes the last user message.
+    pub reply: Option<String>,
+    /// Characters per streamed chunk.
+    pub chunk_chars: usize,
+    /// Pause before each streamed chunk.
+    pub chunk_delay_ms: u64,
+    /// Pause before the response starts.
+    pub latency_ms: u64,
+    /// Embedding size when the request does not ask for `dimensions`.
+    pub embedding_dimensions: usize,
+    /// HTTP status of a simulated failure.
+    pub fail_status: u16,
+    /// Body of a simulated failure; an OpenAI-shaped error when absent.
+    pub fail_body: Option<String>,
+    /// Fail every Nth request (0: never).
+    pub fail_every: u64,
+    /// Fail each request with this probability (0.0..=1.0).
+    pub fail_probability: f64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            reply: None,
+            chunk_chars: 12,
+            chunk_delay_ms: 0,
+            latency_ms: 0,
+            embedding_dimensions: 1536,
+            fail_status: 500,
+            fail_body: None,
+            fail_every: 0,
+            fail_probability: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The public name clients send in `model`.
+    pub name: String,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    /// The model name the provider knows.
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub name: String,
+    /// Virtual keys, stored hashed: `"sha256:<hex>"` as printed by `gateway hash-key`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Model globs this project may use (`gpt-4o*`, `openai/*`, `*`).
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+}
+
+fn all_models() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Reads the file and the environment overrides into a `Config`. Every problem is returned, each
+/// prefixed by its TOML path.
+pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    if !path.exists() {
+        return Err(vec![format!("config file {} not found", path.display())]);
+    }
+    let env = Env::prefixed("GATEWAY_").split("__").filter(|key| {
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        ENV_SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
+    });
+    Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env)
+        .extract::<Config>()
+        .map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let path = e.path.join(".");
+                    let mut kind = e.kind.to_string();
+                    if let Some(meta) = &e.metadata {
+                        kind = format!("{kind} (from {})", meta.name);
+                    }
+                    if path.is_empty() {
+                        kind
+                    } else {
+                        format!("{path}: {kind}")
+                    }
+                })
+                .collect()
+        })
+}
+
+/// The config path: `--config`, else `GATEWAY_CONFIG`, else `./gateway.toml` (clap fills the
+/// first two).
+pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}

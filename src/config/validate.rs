@@ -1,0 +1,530 @@
+//! Turns a parsed `Config` into the `Runtime` the server uses: names resolved to indexes, keys
+//! read from the environment or files, virtual-key hashes decoded into a lookup index, headers
+//! and URLs parsed. Every problem is collected with its TOML path; nothing stops at the first.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Config, MockConfig, OneOrMany, ProviderKind, Secret};
+
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The validated, ready-to-serve form of the config. A request takes one snapshot of it and
+/// never re-reads it.
+#[derive(Debug)]
+pub struct Runtime {
+    pub server: ServerSettings,
+    pub providers: Vec<Arc<Provider>>,
+    /// Public model names in config order (for `/v1/models`).
+    pub models: Vec<Arc<Model>>,
+    pub projects: Vec<Arc<Project>>,
+    provider_index: HashMap<String, usize>,
+    model_index: HashMap<String, usize>,
+    keys: KeyIndex,
+    /// Unix time the config was loaded; the `created` of listed models.
+    pub loaded_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub cors: Option<Cors>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cors {
+    pub any_origin: bool,
+    pub origins: HashSet<String>,
+    pub allowed_headers: HeaderValue,
+    pub max_age: HeaderValue,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash; endpoint paths (`/chat/completions`) are appended.
+    pub base_url: String,
+    pub keys: Vec<Secret>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub stream_include_usage: bool,
+    pub mock: MockSettings,
+    next_key: AtomicUsize,
+}
+
+impl Provider {
+    /// The next key of the pool (round-robin), or None for a keyless upstream.
+    pub fn next_key(&self) -> Option<&Secret> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys.len();
+        self.keys.get(i)
+    }
+}
+
+#[derive(Debug)]
+pub struct MockSettings {
+    pub reply: Option<String>,
+    pub chunk_chars: usize,
+    pub chunk_delay: Duration,
+    pub latency: Duration,
+    pub embedding_dimensions: usize,
+    pub fail_status: http::StatusCode,
+    pub fail_body: Option<String>,
+    pub fail_every: u64,
+    pub fail_probability: f64,
+    /// Requests seen, for `fail_every`.
+    pub counter: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub deployments: Vec<Deployment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub provider: usize,
+    pub model: String,
+}
+
+#[derive(Debug)]
+pub struct Project {
+    pub name: String,
+    pub models: Vec<String>,
+}
+
+impl Project {
+    /// Whether `model` matches one of the project's globs.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.iter().any(|g| glob_match(g, model))
+    }
+}
+
+/// SHA-256 of a virtual key.
+pub type KeyHash = [u8; 32];
+
+/// Hashes a virtual key the way the config stores it.
+pub fn hash_key(key: &str) -> KeyHash {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Virtual-key lookup: bucketed by the first 8 bytes of the hash, then compared in full in
+/// constant time, so a lookup neither scans every key nor leaks timing on the full hash.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    buckets: HashMap<u64, Vec<(KeyHash, usize)>>,
+}
+
+impl KeyIndex {
+    fn insert(&mut self, hash: KeyHash, project: usize) {
+        self.buckets
+            .entry(prefix(&hash))
+            .or_default()
+            .push((hash, project));
+    }
+
+    fn find(&self, hash: &KeyHash) -> Option<usize> {
+        let bucket = self.buckets.get(&prefix(hash))?;
+        let mut found = None;
+        for (h, project) in bucket {
+            if bool::from(h.ct_eq(hash)) {
+                found = Some(*project);
+            }
+        }
+        found
+    }
+}
+
+fn prefix(hash: &KeyHash) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// What an authenticated virtual key resolves to.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub project: Arc<Project>,
+    /// Short non-secret id of the key (first 8 hex digits of its hash), for logs and audit.
+    pub key_id: String,
+}
+
+impl Runtime {
+    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.provider_index
+            .get(name)
+            .and_then(|&i| self.providers.get(i))
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Arc<Model>> {
+        self.model_index.get(name).and_then(|&i| self.models.get(i))
+    }
+
+    /// Resolves a presented virtual key to its project.
+    pub fn authenticate(&self, key: &str) -> Option<Caller> {
+        let hash = hash_key(key);
+        let project = self.keys.find(&hash)?;
+        Some(Caller {
+            project: self.projects.get(project)?.clone(),
+            key_id: hex(&hash[..4]),
+        })
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.buckets.values().map(Vec::len).sum()
+    }
+
+    /// Validates `config`, reading provider keys with `env` (injected so tests need not touch
+    /// the process environment).
+    pub fn build(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Vec<String>> {
+        let mut errs = Vec::new();
+        let server = server_settings(config, &mut errs);
+
+        let mut providers = Vec::new();
+        let mut provider_index = HashMap::new();
+        for (i, p) in config.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if p.name.is_empty() || p.name.contains('/') {
+                errs.push(format!("{at}.name: must be non-empty and contain no '/'"));
+            }
+            if provider_index.insert(p.name.clone(), i).is_some() {
+                errs.push(format!("{at}.name: duplicate provider name {:?}", p.name));
+            }
+            let base_url = match (&p.base_url, p.kind) {
+                (Some(u), _) => u.trim_end_matches('/').to_string(),
+                (None, ProviderKind::Openai) => OPENAI_BASE_URL.to_string(),
+                (None, ProviderKind::Mock) => "mock://".to_string(),
+            };
+            if p.kind != ProviderKind::Mock {
+                match base_url.parse::<Uri>() {
+                    Ok(u)
+                        if matches!(u.scheme_str(), Some("http" | "https"))
+                            && u.host().is_some() => {}
+                    _ => errs.push(format!("{at}.base_url: {base_url:?} is not an http(s) URL")),
+                }
+            }
+            let mut keys = Vec::new();
+            for var in p
+                .api_key_env
+                .as_ref()
+                .map(OneOrMany::to_vec)
+                .unwrap_or_default()
+            {
+                match env(&var) {
+                    Some(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
+                    _ => errs.push(format!(
+                        "{at}.api_key_env: environment variable {var:?} is not set (provider {:?})",
+                        p.name
+                    )),
+                }
+            }
+            for file in p
+                .api_key_file
+                .as_ref()
+                .map(OneOrMany::to_vec)
+                .unwrap_or_default()
+            {
+                match std::fs::read_to_string(&file) {
+                    Ok(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
+                    Ok(_) => errs.push(format!(
+                        "{at}.api_key_file: {file:?} is empty (provider {:?})",
+                        p.name
+                    )),
+                    Err(e) => errs.push(format!(
+                        "{at}.api_key_file: cannot read {file:?}: {} (provider {:?})",
+                        e.kind(),
+                        p.name
+                    )),
+                }
+            }
+            let mut headers = Vec::new();
+            for (k, v) in &p.headers {
+                match (
+                    HeaderName::try_from(k.as_str()),
+                    HeaderValue::try_from(v.as_str()),
+                ) {
+                    (Ok(k), Ok(v)) => headers.push((k, v)),
+                    _ => errs.push(format!("{at}.headers.{k}: not a valid HTTP header")),
+                }
+            }
+            let mock = mock_settings(&p.mock, &format!("{at}.mock"), &mut errs);
+            providers.push(Arc::new(Provider {
+                name: p.name.clone(),
+                kind: p.kind,
+                base_url,
+                keys,
+                headers,
+                stream_include_usage: p.stream_include_usage,
+                mock,
+                next_key: AtomicUsize::new(0),
+            }));
+        }
+
+        let mut models = Vec::new();
+        let mut model_index = HashMap::new();
+        for (i, m) in config.models.iter().enumerate() {
+            let at = format!("models[{i}]");
+            if m.name.is_empty() {
+                errs.push(format!("{at}.name: must not be empty"));
+            }
+            if model_index.insert(m.name.clone(), i).is_some() {
+                errs.push(format!("{at}.name: duplicate model name {:?}", m.name));
+            }
+            if m.deployments.is_empty() {
+                errs.push(format!(
+                    "{at}.deployments: at least one deployment is needed"
+                ));
+            }
+            let mut deployments = Vec::new();
+            for (j, d) in m.deployments.iter().enumerate() {
+                match provider_index.get(&d.provider) {
+                    Some(&p) => deployments.push(Deployment {
+                        provider: p,
+                        model: d.model.clone(),
+                    }),
+                    None => errs.push(format!(
+                        "{at}.deployments[{j}].provider: unknown provider {:?}",
+                        d.provider
+                    )),
+                }
+                if d.model.is_empty() {
+                    errs.push(format!("{at}.deployments[{j}].model: must not be empty"));
+                }
+            }
+            models.push(Arc::new(Model {
+                name: m.name.clone(),
+                deployments,
+            }));
+        }
+
+        let mut projects = Vec::new();
+        let mut names = HashSet::new();
+        let mut keys = KeyIndex::default();
+        let mut seen_keys = HashSet::new();
+        for (i, p) in config.projects.iter().enumerate() {
+            let at = format!("projects[{i}]");
+            if p.name.is_empty() {
+                errs.push(format!("{at}.name: must not be empty"));
+            }
+            if !names.insert(p.name.clone()) {
+                errs.push(format!("{at}.name: duplicate project name {:?}", p.name));
+            }
+            for (j, k) in p.keys.iter().enumerate() {
+                match parse_key_hash(k) {
+                    Some(h) if seen_keys.insert(h) => keys.insert(h, i),
+                    Some(_) => errs.push(format!(
+                        "{at}.keys[{j}]: this key is already used (each key belongs to one project)"
+                    )),
+                    None => errs.push(format!(
+                        "{at}.keys[{j}]: expected \"sha256:<64 hex digits>\" as printed by `gateway hash-key`"
+                    )),
+                }
+            }
+            if p.models.is_empty() {
+                errs.push(format!(
+                    "{at}.models: empty list allows no model; use [\"*\"] for all"
+                ));
+            }
+            projects.push(Arc::new(Project {
+                name: p.name.clone(),
+                models: p.models.clone(),
+            }));
+        }
+
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let loaded_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        Ok(Self {
+            server: server.ok_or_else(|| vec!["server: invalid".to_string()])?,
+            providers,
+            models,
+            projects,
+            provider_index,
+            model_index,
+            keys,
+            loaded_at,
+        })
+    }
+}
+
+fn server_settings(config: &Config, errs: &mut Vec<String>) -> Option<ServerSettings> {
+    let s = &config.server;
+    let listen = s.listen.parse::<SocketAddr>().map_err(|_| {
+        errs.push(format!(
+            "server.listen: {:?} is not an address like 127.0.0.1:8080",
+            s.listen
+        ))
+    });
+    let admin = s.admin_listen.parse::<SocketAddr>().map_err(|_| {
+        errs.push(format!(
+            "server.admin_listen: {:?} is not an address like 127.0.0.1:9090",
+            s.admin_listen
+        ))
+    });
+    for (name, v) in [
+        ("max_body_bytes", s.max_body_bytes),
+        ("request_timeout_secs", s.request_timeout_secs),
+        ("stream_idle_timeout_secs", s.stream_idle_timeout_secs),
+    ] {
+        if v == 0 {
+            errs.push(format!("server.{name}: must be greater than 0"));
+        }
+    }
+    let cors = if s.cors.allowed_origins.is_empty() {
+        None
+    } else {
+        let headers = s.cors.allowed_headers.join(", ");
+        let allowed_headers = HeaderValue::try_from(headers).map_err(|_| {
+            errs.push("server.cors.allowed_headers: not valid header names".to_string())
+        });
+        Some(Cors {
+            any_origin: s.cors.allowed_origins.iter().any(|o| o == "*"),
+            origins: s
+                .cors
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect(),
+            allowed_headers: allowed_headers.ok()?,
+            max_age: HeaderValue::from(s.cors.max_age_secs),
+        })
+    };
+    Some(ServerSettings {
+        listen: listen.ok()?,
+        admin_listen: admin.ok()?,
+        max_body_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(s.request_timeout_secs),
+        stream_idle_timeout: Duration::from_secs(s.stream_idle_timeout_secs),
+        shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+        cors,
+    })
+}
+
+pub fn mock_settings(m: &MockConfig, at: &str, errs: &mut Vec<String>) -> MockSettings {
+    let fail_status = http::StatusCode::from_u16(m.fail_status).unwrap_or_else(|_| {
+        errs.push(format!(
+            "{at}.fail_status: {} is not an HTTP status",
+            m.fail_status
+        ));
+        http::StatusCode::INTERNAL_SERVER_ERROR
+    });
+    if !(0.0..=1.0).contains(&m.fail_probability) {
+        errs.push(format!(
+            "{at}.fail_probability: must be between 0.0 and 1.0"
+        ));
+    }
+    if m.chunk_chars == 0 {
+        errs.push(format!("{at}.chunk_chars: must be greater than 0"));
+    }
+    if m.embedding_dimensions == 0 {
+        errs.push(format!("{at}.embedding_dimensions: must be greater than 0"));
+    }
+    MockSettings {
+        reply: m.reply.clone(),
+        chunk_chars: m.chunk_chars.max(1),
+        chunk_delay: Duration::from_millis(m.chunk_delay_ms),
+        latency: Duration::from_millis(m.latency_ms),
+        embedding_dimensions: m.embedding_dimensions.max(1),
+        fail_status,
+        fail_body: m.fail_body.clone(),
+        fail_every: m.fail_every,
+        fail_probability: m.fail_probability,
+        counter: AtomicU64::new(0),
+    }
+}
+
+fn parse_key_hash(s: &str) -> Option<KeyHash> {
+    let hex_part = s.strip_prefix("sha256:")?;
+    if hex_part.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex_part.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// `*` matches any run of characters (including `/`); everything else is literal.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything/at-all"));
+        assert!(glob_match("gpt-4o*", "gpt-4o-mini"));
+        assert!(glob_match("gpt-4o*", "gpt-4o"));
+        assert!(!glob_match("gpt-4o*", "gpt-4"));
+        assert!(glob_match("openai/*", "openai/gpt-4o"));
+        assert!(glob_match("*-mini", "gpt-4o-mini"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn key_hash_round_trip() {
+        let h = hash_key("sk-gateway-demo");
+        let text = format!("sha256:{}", hex(&h));
+        assert_eq!(parse_key_hash(&text), Some(h));
+        assert_eq!(parse_key_hash("sha256:zz"), None);
+        assert_eq!(parse_key_hash(&text.replace("sha256:", "md5:")), None);
+    }
+}

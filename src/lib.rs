@@ -1,0 +1,27 @@
+//! A self-hostable LLM gateway: OpenAI-compatible endpoints in front of model providers,
+//! configured by one TOML file, with no database.
+//!
+//! Components, in the order a request meets them:
+//! - `server`: listeners, connection handling, graceful drain; the admin endpoints.
+//! - `pipeline`: the fixed request path (`auth`, `route`, `forward`, the stream `relay`).
+//! - `providers`: wire-format adapters (translation only) and the built-in `mock`.
+//! - `api`: the OpenAI wire types clients send.
+//! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
+//! - `state`: what requests share (config snapshot, HTTP client, metrics, tasks).
+//! - `error`, `body`, `sse`, `metrics`: the shared pieces.
+//! - `cli`: the `gateway` subcommands.
+
+pub mod api;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod providers;
+pub mod server;
+pub mod sse;
+pub mod state;
+
+pub use server::serve;
+pub use state::AppState;

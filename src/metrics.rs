@@ -1,0 +1,120 @@
+//! Prometheus metrics, all prefixed `gateway_`, with low-cardinality labels only (project and
+//! model names come from the config; passthrough model strings are capped, see `model_label`).
+//! Documented one by one in `docs/metrics.md`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Distinct passthrough model names (`provider/model` strings not in `[[models]]`) that get
+/// their own label value; past this, they share `other`.
+const MAX_PASSTHROUGH_MODEL_LABELS: usize = 200;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub ttfb: HistogramVec,
+    pub tokens_total: IntCounterVec,
+    pub inflight: IntGauge,
+    passthrough_models: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new("gateway_requests_total", "Requests answered, by outcome."),
+            &["project", "model", "provider", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_request_duration_seconds",
+                "Time from request received to response finished (streams: last byte).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["endpoint", "stream"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_duration_seconds",
+                "Time from upstream request sent to upstream response finished.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )?;
+        let ttfb = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_time_to_first_byte_seconds",
+                "Time from request received to the first body byte sent to the client.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider", "stream"],
+        )?;
+        let tokens_total = IntCounterVec::new(
+            Opts::new("gateway_tokens_total", "Tokens reported by providers."),
+            &["project", "model", "kind"],
+        )?;
+        let inflight = IntGauge::new("gateway_inflight_requests", "Requests being served now.")?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "gateway_build_info",
+                "Always 1; the version is in the label.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(requests_total.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(ttfb.clone()))?;
+        registry.register(Box::new(tokens_total.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            registry,
+            requests_total,
+            request_duration,
+            upstream_duration,
+            ttfb,
+            tokens_total,
+            inflight,
+            passthrough_models: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The label value for a passthrough model string: itself while fewer than the cap have
+    /// been seen, `other` after, so a client cannot grow the series without bound.
+    pub fn passthrough_model_label(&self, model: &str) -> String {
+        let Ok(mut seen) = self.passthrough_models.lock() else {
+            return "other".into();
+        };
+        if seen.contains(model) {
+            return model.to_string();
+        }
+        if seen.len() < MAX_PASSTHROUGH_MODEL_LABELS {
+            seen.insert(model.to_string());
+            return model.to_string();
+        }
+        "other".into()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

@@ -1,0 +1,604 @@
+//! The request path, in the fixed order of DESIGN.md:
+//! `parse + auth -> guard + redact -> budget -> route -> forward -> settle -> audit/metrics`.
+//! Each stage is a plain function in its own file; `chat` and `embeddings` below call them in
+//! order, and `Ctx` carries what accounting needs to the end (which, for a stream, is when the
+//! relay finishes, not when the handler returns).
+
+pub mod auth;
+pub mod forward;
+pub mod relay;
+pub mod route;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::api::openai::{self, ChatRequest, EmbeddingsRequest, ModelList, ModelObject, Usage};
+use crate::body::{self, full, Body};
+use crate::config::validate::Caller;
+use crate::config::{Cors, Runtime};
+use crate::error::Error;
+use crate::providers;
+use crate::state::AppState;
+use forward::Upstream;
+use route::Target;
+
+/// The most of a successful non-streaming upstream body the gateway holds.
+const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+
+/// Per-request context: who asked, where it went, when things happened. Accounting (metrics
+/// and the access log line) runs once, in `finish`.
+pub struct Ctx {
+    state: Arc<AppState>,
+    pub request_id: HeaderValue,
+    started: Instant,
+    endpoint: &'static str,
+    stream: bool,
+    project: Option<String>,
+    key_id: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    deployment: Option<String>,
+    upstream_sent: Option<Instant>,
+    finished: bool,
+}
+
+impl Ctx {
+    fn new(state: Arc<AppState>, request_id: HeaderValue, endpoint: &'static str) -> Self {
+        state.metrics.inflight.inc();
+        Self {
+            state,
+            request_id,
+            started: Instant::now(),
+            endpoint,
+            stream: false,
+            project: None,
+            key_id: None,
+            model: None,
+            provider: None,
+            deployment: None,
+            upstream_sent: None,
+            finished: false,
+        }
+    }
+
+    fn set_caller(&mut self, caller: &Caller) {
+        self.project = Some(caller.project.name.clone());
+        self.key_id = Some(caller.key_id.clone());
+    }
+
+    fn set_target(&mut self, model: &str, target: &Target) {
+        self.model = Some(if target.configured {
+            model.to_string()
+        } else {
+            self.state.metrics.passthrough_model_label(model)
+        });
+        self.provider = Some(target.provider.name.clone());
+        self.deployment = Some(target.deployment());
+    }
+
+    pub fn provider_name(&self) -> String {
+        self.provider.clone().unwrap_or_default()
+    }
+
+    pub fn record_ttfb(&self) {
+        self.state
+            .metrics
+            .ttfb
+            .with_label_values(&[
+                self.provider.as_deref().unwrap_or("-"),
+                bool_label(self.stream),
+            ])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+
+    /// Records the outcome once: counters, histograms, tokens and one access log line (metadata
+    /// only: never prompt text, never a key).
+    pub fn finish(&mut self, status: u16, usage: Option<Usage>, error: Option<&'static str>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let m = &self.state.metrics;
+        let project = self.project.as_deref().unwrap_or("-");
+        let model = self.model.as_deref().unwrap_or("-");
+        let provider = self.provider.as_deref().unwrap_or("-");
+        let elapsed = self.started.elapsed();
+        m.requests_total
+            .with_label_values(&[project, model, provider, status_label(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[self.endpoint, bool_label(self.stream)])
+            .observe(elapsed.as_secs_f64());
+        if let Some(sent) = self.upstream_sent {
+            m.upstream_duration
+                .with_label_values(&[provider])
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        if let Some(u) = usage {
+            for (kind, n) in [
+                ("prompt", u.prompt_tokens),
+                ("completion", u.completion_tokens),
+                ("cached", u.cached_tokens()),
+            ] {
+                if n > 0 {
+                    m.tokens_total
+                        .with_label_values(&[project, model, kind])
+                        .inc_by(n);
+                }
+            }
+        }
+        tracing::info!(
+            target: "gateway::access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            endpoint = self.endpoint,
+            project,
+            key_id = self.key_id.as_deref().unwrap_or("-"),
+            model,
+            provider,
+            stream = self.stream,
+            status,
+            error = error.unwrap_or("-"),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            prompt_tokens = usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens = usage.map_or(0, |u| u.completion_tokens),
+            "request"
+        );
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // A handler future dropped mid-way (client gone before the response) still counts.
+        self.finish(499, None, Some("client_closed"));
+        self.state.metrics.inflight.dec();
+    }
+}
+
+fn bool_label(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        499 => "499",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        s if s < 300 => "2xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// What a stage chain produced: a buffered response, or an upstream stream to relay.
+enum Reply {
+    Full(Response<Body>, Option<Usage>),
+    Stream {
+        upstream: Upstream,
+        wants_usage: bool,
+    },
+}
+
+/// Serves one request of the client-facing API.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let rt = state.runtime();
+    let request_id = request_id(req.headers());
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    // The origin to echo in CORS headers, if CORS is on and this origin is allowed.
+    let cors_origin = match (&rt.server.cors, origin) {
+        (Some(c), Some(o)) if origin_allowed(c, &o) => Some(o),
+        _ => None,
+    };
+
+    if req.method() == Method::OPTIONS {
+        let mut resp = match (&rt.server.cors, &cors_origin) {
+            (Some(c), Some(_)) => preflight(c),
+            _ => Error::MethodNotAllowed {
+                method: "OPTIONS".into(),
+                path: req.uri().path().into(),
+            }
+            .into_response(),
+        };
+        finish_headers(&mut resp, &request_id, cors_origin.as_ref());
+        return resp;
+    }
+
+    let path = req.uri().path().to_string();
+    let endpoint = match path.as_str() {
+        "/v1/chat/completions" => "chat",
+        "/v1/embeddings" => "embeddings",
+        p if p == "/v1/models" || p.starts_with("/v1/models/") => "models",
+        _ => "other",
+    };
+    let mut ctx = Ctx::new(state.clone(), request_id.clone(), endpoint);
+    let method = req.method().clone();
+    let result = if method == Method::POST && endpoint == "chat" {
+        chat(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "embeddings" {
+        embeddings(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::GET && endpoint == "models" {
+        models(&rt, &req, &path, &mut ctx).map(|r| Reply::Full(r, None))
+    } else if endpoint == "other" && (method == Method::GET || method == Method::POST) {
+        Err(Error::NotFound { path })
+    } else {
+        Err(Error::MethodNotAllowed {
+            method: method.to_string(),
+            path,
+        })
+    };
+    let provider = ctx.provider.clone();
+    let deployment = ctx.deployment.clone();
+    let succeeded = result.is_ok();
+    let mut resp = match result {
+        Ok(Reply::Full(resp, usage)) => {
+            ctx.record_ttfb();
+            ctx.finish(resp.status().as_u16(), usage, None);
+            resp
+        }
+        Ok(Reply::Stream {
+            upstream,
+            wants_usage,
+        }) => {
+            let idle = rt.server.stream_idle_timeout;
+            let mut resp = Response::new(Body::new(relay::Relay::new(
+                upstream.body,
+                ctx,
+                wants_usage,
+                idle,
+            )));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            resp
+        }
+        Err(e) => {
+            ctx.finish(e.status().as_u16(), None, Some(e.kind()));
+            e.into_response()
+        }
+    };
+    if succeeded {
+        let h = resp.headers_mut();
+        for (name, value) in [
+            ("x-gateway-provider", provider),
+            ("x-gateway-deployment", deployment),
+        ] {
+            if let Some(v) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
+                h.insert(name, v);
+            }
+        }
+    }
+    finish_headers(&mut resp, &request_id, cors_origin.as_ref());
+    resp
+}
+
+async fn chat(
+    state: Arc<AppState>,
+    rt: Arc<Runtime>,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Reply, Error> {
+    let caller = auth::authenticate(&rt, req.headers())?;
+    ctx.set_caller(&caller);
+    let (parts, body) = req.into_parts();
+    let bytes = body::read_request(
+        body,
+        content_length(&parts.headers),
+        rt.server.max_body_bytes,
+    )
+    .await?;
+    let chat: ChatRequest = openai::parse_json(&bytes)?;
+    if chat.messages.is_empty() {
+        return Err(Error::invalid(
+            "'messages' must contain at least one message",
+            Some("messages"),
+        ));
+    }
+    ctx.stream = chat.is_stream();
+    let target = route::resolve(&rt, &caller.project, &chat.model)?;
+    ctx.set_target(&chat.model, &target);
+    let wants_usage = chat.wants_stream_usage();
+    let upstream_req = providers::adapter(target.provider.kind).chat(
+        chat,
+        &target.upstream_model,
+        &target.provider,
+    )?;
+    let timeout = rt.server.request_timeout;
+    let upstream = send(&state, &target, upstream_req, &parts.headers, ctx, timeout).await?;
+    let is_sse = upstream
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if ctx.stream && is_sse {
+        return Ok(Reply::Stream {
+            upstream,
+            wants_usage,
+        });
+    }
+    buffered(
+        upstream,
+        &target,
+        timeout.saturating_sub(ctx.started.elapsed()),
+    )
+    .await
+}
+
+async fn embeddings(
+    state: Arc<AppState>,
+    rt: Arc<Runtime>,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Reply, Error> {
+    let caller = auth::authenticate(&rt, req.headers())?;
+    ctx.set_caller(&caller);
+    let (parts, body) = req.into_parts();
+    let bytes = body::read_request(
+        body,
+        content_length(&parts.headers),
+        rt.server.max_body_bytes,
+    )
+    .await?;
+    let emb: EmbeddingsRequest = openai::parse_json(&bytes)?;
+    let target = route::resolve(&rt, &caller.project, &emb.model)?;
+    ctx.set_target(&emb.model, &target);
+    let upstream_req = providers::adapter(target.provider.kind).embeddings(
+        emb,
+        &target.upstream_model,
+        &target.provider,
+    )?;
+    let timeout = rt.server.request_timeout;
+    let upstream = send(&state, &target, upstream_req, &parts.headers, ctx, timeout).await?;
+    buffered(
+        upstream,
+        &target,
+        timeout.saturating_sub(ctx.started.elapsed()),
+    )
+    .await
+}
+
+async fn send(
+    state: &AppState,
+    target: &Target,
+    req: providers::UpstreamRequest,
+    client_headers: &http::HeaderMap,
+    ctx: &mut Ctx,
+    timeout: Duration,
+) -> Result<Upstream, Error> {
+    ctx.upstream_sent = Some(Instant::now());
+    forward::send(
+        state,
+        &target.provider,
+        req,
+        client_headers,
+        &ctx.request_id,
+        timeout,
+    )
+    .await
+}
+
+/// Reads a whole successful upstream body (within the deadline) and passes it on unchanged.
+async fn buffered(
+    upstream: Upstream,
+    target: &Target,
+    remaining: Duration,
+) -> Result<Reply, Error> {
+    let collected = tokio::time::timeout(
+        remaining,
+        body::read_limited(upstream.body, None, MAX_RESPONSE_BODY),
+    )
+    .await;
+    let collected = match collected {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(Error::UpstreamProtocol {
+                provider: target.provider.name.clone(),
+                reason: match e {
+                    body::ReadError::TooLarge => {
+                        format!("response larger than {MAX_RESPONSE_BODY} bytes")
+                    }
+                    body::ReadError::Body(e) => e,
+                },
+            })
+        }
+        Err(_) => {
+            return Err(Error::UpstreamTimeout {
+                provider: target.provider.name.clone(),
+                secs: remaining.as_secs(),
+            })
+        }
+    };
+    let usage = usage_of(&collected);
+    let content_type = upstream
+        .headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    let mut resp = Response::new(full(collected));
+    *resp.status_mut() = upstream.status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Ok(Reply::Full(resp, usage))
+}
+
+/// The `usage` object of a response body. It sits at the end, so it is found from the back and
+/// only it is parsed: a large embeddings body is not walked twice.
+fn usage_of(body: &[u8]) -> Option<Usage> {
+    let key = b"\"usage\"";
+    let i = body.windows(key.len()).rposition(|w| w == key)?;
+    let rest = &body[i + key.len()..];
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    if !rest.starts_with(b"{") {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    serde::Deserialize::deserialize(&mut de).ok()
+}
+
+fn models(
+    rt: &Runtime,
+    req: &Request<Incoming>,
+    path: &str,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, Error> {
+    let caller = auth::authenticate(rt, req.headers())?;
+    ctx.set_caller(&caller);
+    let owner = |m: &crate::config::Model| {
+        m.deployments
+            .first()
+            .and_then(|d| rt.providers.get(d.provider))
+            .map_or("gateway", |p| p.name.as_str())
+            .to_string()
+    };
+    let body = match path.strip_prefix("/v1/models/") {
+        None | Some("") => {
+            let owners: Vec<(String, String)> = rt
+                .models
+                .iter()
+                .filter(|m| caller.project.allows(&m.name))
+                .map(|m| (m.name.clone(), owner(m)))
+                .collect();
+            let data = owners
+                .iter()
+                .map(|(id, owned_by)| ModelObject {
+                    id,
+                    object: "model",
+                    created: rt.loaded_at,
+                    owned_by,
+                })
+                .collect();
+            serde_json::to_vec(&ModelList {
+                object: "list",
+                data,
+            })
+        }
+        Some(id) => {
+            let not_found = || Error::UnknownModel {
+                model: id.to_string(),
+            };
+            let owned_by = match rt.model(id) {
+                Some(m) => owner(m),
+                None => id
+                    .split_once('/')
+                    .and_then(|(p, rest)| rt.provider(p).filter(|_| !rest.is_empty()))
+                    .map(|p| p.name.clone())
+                    .ok_or_else(not_found)?,
+            };
+            if !caller.project.allows(id) {
+                return Err(not_found());
+            }
+            serde_json::to_vec(&ModelObject {
+                id,
+                object: "model",
+                created: rt.loaded_at,
+                owned_by: &owned_by,
+            })
+        }
+    }
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut resp = Response::new(full(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The client's `x-request-id` if it is a sane token, else a fresh one.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::try_from(format!("req_{:032x}", rand::random::<u128>()))
+                .unwrap_or(HeaderValue::from_static("req_unknown"))
+        })
+}
+
+fn origin_allowed(cors: &Cors, origin: &HeaderValue) -> bool {
+    cors.any_origin || origin.to_str().is_ok_and(|o| cors.origins.contains(o))
+}
+
+fn preflight(cors: &Cors) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        cors.allowed_headers.clone(),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, cors.max_age.clone());
+    resp
+}
+
+/// Headers every response carries: the request id, and CORS ones for an allowed origin.
+fn finish_headers(
+    resp: &mut Response<Body>,
+    request_id: &HeaderValue,
+    origin: Option<&HeaderValue>,
+) {
+    let h = resp.headers_mut();
+    h.insert("x-request-id", request_id.clone());
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(
+                "x-request-id, x-gateway-provider, x-gateway-deployment, x-gateway-upstream-status, retry-after",
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_found_from_the_back() {
+        let body = br#"{"choices":[{"message":{"content":"the \"usage\" word"}}],"usage": {"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        assert_eq!(usage_of(body).map(|u| u.total_tokens), Some(7));
+        assert_eq!(usage_of(br#"{"usage":null}"#), None);
+        assert_eq!(usage_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! The stream relay: the client's response body for `stream: true`. It pulls the provider's
+//! SSE bytes as they arrive, forwards each complete event at once (never buffering the stream),
+//! notes the usage chunk for accounting, drops that chunk when the client did not ask for it,
+//! and ends the stream with an error event if the provider breaks off or goes silent.
+//!
+//! It owns the upstream body, so a client that disconnects drops it and with it the provider
+//! connection: the upstream request is cancelled promptly. It also owns the request context,
+//! whose accounting runs exactly once, when the stream ends or the client goes away.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::Frame;
+use tokio::time::Sleep;
+
+use super::Ctx;
+use crate::api::openai::{Usage, UsagePeek};
+use crate::body::{Body, BoxError};
+use crate::error::Error;
+use crate::sse::{self, Event};
+
+pub struct Relay {
+    upstream: Body,
+    parser: sse::Parser,
+    events: Vec<Event>,
+    ctx: Option<Ctx>,
+    strip_usage: bool,
+    usage: Option<Usage>,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    first_sent: bool,
+    done: bool,
+}
+
+impl Relay {
+    pub fn new(upstream: Body, ctx: Ctx, client_wants_usage: bool, idle: Duration) -> Self {
+        Self {
+            upstream,
+            parser: sse::Parser::default(),
+            events: Vec::new(),
+            ctx: Some(ctx),
+            strip_usage: !client_wants_usage,
+            usage: None,
+            idle,
+            idle_timer: Box::pin(tokio::time::sleep(idle)),
+            first_sent: false,
+            done: false,
+        }
+    }
+
+    /// Re-frames the complete events in `self.events` into `out`.
+    fn drain_events(&mut self, out: &mut BytesMut) {
+        for ev in self.events.drain(..) {
+            match ev {
+                Event::Comment(text) => {
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(text.as_bytes());
+                    out.extend_from_slice(b"\n\n");
+                }
+                Event::Message { event, data } => {
+                    if let Some(peek) = usage_chunk(&data) {
+                        self.usage = peek.usage;
+                        let usage_only = peek.choices.as_ref().is_none_or(Vec::is_empty);
+                        if self.strip_usage && usage_only {
+                            continue;
+                        }
+                    }
+                    sse::encode_into(out, event.as_deref(), &data);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, status: u16, error: Option<&'static str>) {
+        if let Some(mut ctx) = self.ctx.take() {
+            ctx.finish(status, self.usage, error);
+        }
+    }
+
+    fn data(&mut self, out: BytesMut) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !self.first_sent {
+            self.first_sent = true;
+            if let Some(ctx) = &self.ctx {
+                ctx.record_ttfb();
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
+    }
+
+    /// Ends the stream with an OpenAI-shaped error event.
+    fn fail(&mut self, err: Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.done = true;
+        self.finish(err.status().as_u16(), Some(err.kind()));
+        let body = err.body();
+        let mut out = BytesMut::new();
+        sse::encode_into(&mut out, None, &String::from_utf8_lossy(&body));
+        self.data(out)
+    }
+}
+
+/// A chunk that carries a usage object: parse it (rare: once per stream). Everything else is
+/// forwarded without being parsed.
+fn usage_chunk(data: &str) -> Option<UsagePeek> {
+    let i = data.rfind("\"usage\"")?;
+    let rest = data[i + 7..].trim_start().strip_prefix(':')?.trim_start();
+    if !rest.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<UsagePeek>(data)
+        .ok()
+        .filter(|p| p.usage.is_some())
+}
+
+impl http_body::Body for Relay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    this.idle_timer.as_mut().reset(deadline);
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    this.parser.push(&data, &mut this.events);
+                    let mut out = BytesMut::new();
+                    this.drain_events(&mut out);
+                    if !out.is_empty() {
+                        return this.data(out);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let provider = this
+                        .ctx
+                        .as_ref()
+                        .map(Ctx::provider_name)
+                        .unwrap_or_default();
+                    return this.fail(Error::UpstreamProtocol {
+                        provider,
+                        reason: format!("stream broke off: {e}"),
+                    });
+                }
+                Poll::Ready(None) => {
+                    this.parser.finish(&mut this.events);
+                    let mut out = BytesMut::new();
+                    this.drain_events(&mut out);
+                    this.done = true;
+                    this.finish(200, None);
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return this.data(out);
+                }
+                Poll::Pending => {
+                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                        let provider = this
+                            .ctx
+                            .as_ref()
+                            .map(Ctx::provider_name)
+                            .unwrap_or_default();
+                        return this.fail(Error::UpstreamTimeout {
+                            provider,
+                            secs: this.idle.as_secs(),
+                        });
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Still holding the context: the client went away before the stream ended.
+        self.finish(499, Some("client_closed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_usage_chunks_only() {
+        assert!(usage_chunk(r#"{"choices":[{"delta":{}}],"usage":null}"#).is_none());
+        assert!(usage_chunk(r#"{"choices":[{"delta":{"content":"\"usage\": {"}}]}"#).is_none());
+        let p = usage_chunk(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#);
+        assert_eq!(p.and_then(|p| p.usage).map(|u| u.prompt_tokens), Some(3));
+    }
+}

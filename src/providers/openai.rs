@@ -1,0 +1,54 @@
+//! OpenAI and every OpenAI-compatible server: the request goes out in the client's own format
+//! with the model replaced by the deployment's, and (for streams) usage requested so the
+//! gateway can count tokens. Responses come back unchanged.
+
+use bytes::Bytes;
+
+use super::{Adapter, UpstreamRequest};
+use crate::api::openai::{ChatRequest, EmbeddingsRequest, StreamOptions};
+use crate::config::Provider;
+use crate::error::Error;
+
+pub struct OpenAi;
+
+impl Adapter for OpenAi {
+    fn chat(
+        &self,
+        mut req: ChatRequest,
+        upstream_model: &str,
+        provider: &Provider,
+    ) -> Result<UpstreamRequest, Error> {
+        upstream_model.clone_into(&mut req.model);
+        let stream = req.is_stream();
+        if stream && provider.stream_include_usage {
+            req.stream_options
+                .get_or_insert_with(StreamOptions::default)
+                .include_usage = Some(true);
+        }
+        Ok(UpstreamRequest {
+            path: "/chat/completions".into(),
+            body: to_bytes(&req)?,
+            stream,
+        })
+    }
+
+    fn embeddings(
+        &self,
+        mut req: EmbeddingsRequest,
+        upstream_model: &str,
+        _provider: &Provider,
+    ) -> Result<UpstreamRequest, Error> {
+        upstream_model.clone_into(&mut req.model);
+        Ok(UpstreamRequest {
+            path: "/embeddings".into(),
+            body: to_bytes(&req)?,
+            stream: false,
+        })
+    }
+}
+
+fn to_bytes<T: serde::Serialize>(v: &T) -> Result<Bytes, Error> {
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(format!("encoding upstream request: {e}")))
+}

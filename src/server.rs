@@ -1,0 +1,141 @@
+//! The listeners: `serve` takes already-bound listeners (so tests bind `127.0.0.1:0`) and runs
+//! the client API and the admin endpoints until `shutdown` resolves, then stops accepting and
+//! lets in-flight requests finish for up to the grace period. HTTP/1.1 and h2c on both.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{full, Body};
+use crate::error::Error;
+use crate::pipeline;
+use crate::state::AppState;
+
+/// Runs until `shutdown` resolves, then drains. Returns once every connection has closed or
+/// the grace period has passed.
+pub async fn serve(
+    api: TcpListener,
+    admin: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_loop = accept_loop(api, state.clone(), stop_rx.clone(), Role::Api);
+    let admin_loop = accept_loop(admin, state.clone(), stop_rx, Role::Admin);
+    state.set_ready(true);
+    tracing::info!("gateway ready");
+    let stopper = async {
+        shutdown.await;
+        state.set_ready(false);
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    let (api_res, admin_res, ()) = tokio::join!(api_loop, admin_loop, stopper);
+    api_res.and(admin_res)
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Api,
+    Admin,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+    role: Role,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc_state = state.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let state = svc_state.clone();
+            async move {
+                Ok::<_, Infallible>(match role {
+                    Role::Api => pipeline::handle(state, req).await,
+                    Role::Admin => admin(&state, &req),
+                })
+            }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        state.tasks.spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let grace = state.runtime().server.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "grace period over; closing remaining connections"
+        );
+    }
+    Ok(())
+}
+
+/// The admin listener: metrics and health. No client data is reachable here.
+fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Error::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: req.uri().path().into(),
+        }
+        .into_response();
+    }
+    let (status, content_type, body): (StatusCode, &'static str, Bytes) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(state.metrics.render()),
+        ),
+        "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        "/readyz" if state.is_ready() => {
+            (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))
+        }
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            Bytes::from_static(b"not ready\n"),
+        ),
+        path => return Error::NotFound { path: path.into() }.into_response(),
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
