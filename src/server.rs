@@ -30,18 +30,25 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let api_loop = accept_loop(api, state.clone(), stop_rx.clone(), Role::Api);
-    let admin_loop = accept_loop(admin, state.clone(), stop_rx, Role::Admin);
+    let (stop_api, api_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let api_loop = accept_loop(api, state.clone(), api_stopped, Role::Api);
+    let admin_loop = accept_loop(admin, state.clone(), admin_stopped, Role::Admin);
     state.set_ready(true);
     tracing::info!("gateway ready");
+    // The admin listener outlives the API drain, so `/readyz` can say "not ready" meanwhile.
+    let api_then_admin = async {
+        let res = api_loop.await;
+        let _ = stop_admin.send(true);
+        res
+    };
     let stopper = async {
         shutdown.await;
         state.set_ready(false);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
-        let _ = stop_tx.send(true);
+        let _ = stop_api.send(true);
     };
-    let (api_res, admin_res, ()) = tokio::join!(api_loop, admin_loop, stopper);
+    let (api_res, admin_res, ()) = tokio::join!(api_then_admin, admin_loop, stopper);
     api_res.and(admin_res)
 }
 
@@ -74,7 +81,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
         let svc_state = state.clone();

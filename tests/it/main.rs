@@ -1,0 +1,21 @@
+//! Integration tests: the real server over HTTP on 127.0.0.1:0 against mock upstreams, asserting
+//! on what the client got and what the upstream received.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod support;
+
+mod admin;
+mod auth;
+mod binary;
+mod chat;
+mod config;
+mod errors;
+mod forwarding;
+mod mock_provider;
+mod streaming;
