@@ -22,6 +22,8 @@ pub enum Error {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the request body did not arrive within the request timeout")]
+    RequestTimeout,
     #[error("missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'")]
     MissingKey,
     #[error("invalid API key")]
@@ -76,6 +78,7 @@ impl Error {
         match self {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } | Self::UnknownModel { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -94,6 +97,7 @@ impl Error {
         match self {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::MissingKey => "missing_key",
             Self::InvalidKey => "invalid_key",
             Self::NotFound { .. } => "not_found",
@@ -115,6 +119,7 @@ impl Error {
                 ("invalid_request_error", param.as_deref(), code)
             }
             Self::BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),
+            Self::RequestTimeout => ("invalid_request_error", None, "request_timeout"),
             Self::MissingKey => ("invalid_request_error", None, "missing_api_key"),
             Self::InvalidKey => ("invalid_request_error", None, "invalid_api_key"),
             Self::NotFound { .. } => ("invalid_request_error", None, "not_found"),

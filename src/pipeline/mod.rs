@@ -222,10 +222,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     }
 
     let path = req.uri().path().to_string();
-    let endpoint = match path.as_str() {
-        "/v1/chat/completions" => "chat",
-        "/v1/embeddings" => "embeddings",
-        p if p == "/v1/models" || p.starts_with("/v1/models/") => "models",
+    // Clients configured with a base URL without `/v1` are served too.
+    let api_path = path.strip_prefix("/v1").unwrap_or(&path);
+    let endpoint = match api_path {
+        "/chat/completions" => "chat",
+        "/embeddings" => "embeddings",
+        p if p == "/models" || p.starts_with("/models/") => "models",
         _ => "other",
     };
     let mut ctx = Ctx::new(state.clone(), request_id.clone(), endpoint);
@@ -302,12 +304,7 @@ async fn chat(
     let caller = auth::authenticate(&rt, req.headers())?;
     ctx.set_caller(&caller);
     let (parts, body) = req.into_parts();
-    let bytes = body::read_request(
-        body,
-        content_length(&parts.headers),
-        rt.server.max_body_bytes,
-    )
-    .await?;
+    let bytes = read_body(&rt, &parts.headers, body).await?;
     let chat: ChatRequest = openai::parse_json(&bytes)?;
     if chat.messages.is_empty() {
         return Err(Error::invalid(
@@ -354,12 +351,7 @@ async fn embeddings(
     let caller = auth::authenticate(&rt, req.headers())?;
     ctx.set_caller(&caller);
     let (parts, body) = req.into_parts();
-    let bytes = body::read_request(
-        body,
-        content_length(&parts.headers),
-        rt.server.max_body_bytes,
-    )
-    .await?;
+    let bytes = read_body(&rt, &parts.headers, body).await?;
     let emb: EmbeddingsRequest = openai::parse_json(&bytes)?;
     let target = route::resolve(&rt, &caller.project, &emb.model)?;
     ctx.set_target(&emb.model, &target);
@@ -474,7 +466,11 @@ fn models(
             .map_or("gateway", |p| p.name.as_str())
             .to_string()
     };
-    let body = match path.strip_prefix("/v1/models/") {
+    let id = path
+        .strip_prefix("/v1")
+        .unwrap_or(path)
+        .strip_prefix("/models/");
+    let body = match id {
         None | Some("") => {
             let owners: Vec<(String, String)> = rt
                 .models
@@ -526,6 +522,20 @@ fn models(
         HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+/// The client's request body, size-capped and under the request deadline (a client that
+/// trickles its body does not hold a connection forever).
+async fn read_body(
+    rt: &Runtime,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Error> {
+    let limit = rt.server.max_body_bytes;
+    let read = body::read_request(body, content_length(headers), limit);
+    tokio::time::timeout(rt.server.request_timeout, read)
+        .await
+        .map_err(|_| Error::RequestTimeout)?
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -194,3 +194,37 @@ async fn unknown_paths_and_methods() {
         .unwrap();
     assert_eq!(send(req).await.status, 405);
 }
+
+#[tokio::test]
+async fn a_trickling_request_body_times_out_with_408() {
+    let up = MockUpstream::openai().start().await;
+    let cfg = config_for(&up.base_url(), "")
+        .replace("request_timeout_secs = 5", "request_timeout_secs = 1");
+    let gw = spawn_gateway_env(&cfg, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    let (body, _hold) = TestBody::trickle(Bytes::from_static(b"{\"model\": \"gpt-4o-mini\","));
+    let req = http::Request::post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(body)
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn paths_without_the_v1_prefix_are_served() {
+    let up = MockUpstream::openai().start().await;
+    let gw = gw_for(&up, "").await;
+    let r = post_json(&gw.url("/chat/completions"), Some(KEY), &chat_body("x")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().path, "/v1/chat/completions");
+    assert_eq!(
+        get(&gw.url("/models/gpt-4o-mini"), Some(KEY)).await.status,
+        200
+    );
+}

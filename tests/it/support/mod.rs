@@ -533,6 +533,21 @@ impl TestBody {
     }
 }
 
+impl TestBody {
+    /// A body that sends `first` and then nothing until the returned sender is dropped.
+    pub fn trickle(first: Bytes) -> (Self, mpsc::Sender<Bytes>) {
+        let (tx, rx) = mpsc::channel(4);
+        let _ = tx.try_send(first);
+        (
+            Self {
+                rx: Some(rx),
+                once: None,
+            },
+            tx,
+        )
+    }
+}
+
 impl http_body::Body for TestBody {
     type Data = Bytes;
     type Error = Infallible;
