@@ -301,11 +301,7 @@ async fn chat(
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
-    let caller = auth::authenticate(&rt, req.headers())?;
-    ctx.set_caller(&caller);
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(&rt, &parts.headers, body).await?;
-    let chat: ChatRequest = openai::parse_json(&bytes)?;
+    let (caller, headers, chat) = parse::<ChatRequest>(&rt, req, ctx).await?;
     if chat.messages.is_empty() {
         return Err(Error::invalid(
             "'messages' must contain at least one message",
@@ -313,16 +309,12 @@ async fn chat(
         ));
     }
     ctx.stream = chat.is_stream();
-    let target = route::resolve(&rt, &caller.project, &chat.model)?;
-    ctx.set_target(&chat.model, &target);
+    let target = resolve(&rt, &caller, &chat.model, ctx)?;
     let wants_usage = chat.wants_stream_usage();
-    let upstream_req = providers::adapter(target.provider.kind).chat(
-        chat,
-        &target.upstream_model,
-        &target.provider,
-    )?;
+    let adapter = providers::adapter(target.provider.kind);
+    let upstream_req = adapter.chat(chat, &target.upstream_model, &target.provider)?;
     let timeout = rt.server.request_timeout;
-    let upstream = send(&state, &target, upstream_req, &parts.headers, ctx, timeout).await?;
+    let upstream = send(&state, &target, upstream_req, &headers, ctx, timeout).await?;
     let is_sse = upstream
         .headers
         .get(header::CONTENT_TYPE)
@@ -348,26 +340,45 @@ async fn embeddings(
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
-    let caller = auth::authenticate(&rt, req.headers())?;
-    ctx.set_caller(&caller);
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(&rt, &parts.headers, body).await?;
-    let emb: EmbeddingsRequest = openai::parse_json(&bytes)?;
-    let target = route::resolve(&rt, &caller.project, &emb.model)?;
-    ctx.set_target(&emb.model, &target);
-    let upstream_req = providers::adapter(target.provider.kind).embeddings(
-        emb,
-        &target.upstream_model,
-        &target.provider,
-    )?;
+    let (caller, headers, emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
+    let target = resolve(&rt, &caller, &emb.model, ctx)?;
+    let adapter = providers::adapter(target.provider.kind);
+    let upstream_req = adapter.embeddings(emb, &target.upstream_model, &target.provider)?;
     let timeout = rt.server.request_timeout;
-    let upstream = send(&state, &target, upstream_req, &parts.headers, ctx, timeout).await?;
+    let upstream = send(&state, &target, upstream_req, &headers, ctx, timeout).await?;
     buffered(
         upstream,
         &target,
         timeout.saturating_sub(ctx.started.elapsed()),
     )
     .await
+}
+
+/// Parse + auth for a JSON endpoint: the caller first (no body is read for a stranger), then
+/// the size-capped body, read under the request deadline, parsed as `T`.
+async fn parse<T: serde::de::DeserializeOwned>(
+    rt: &Runtime,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<(Caller, http::HeaderMap, T), Error> {
+    let caller = auth::authenticate(rt, req.headers())?;
+    ctx.set_caller(&caller);
+    let (parts, body) = req.into_parts();
+    let read = body::read_request(
+        body,
+        content_length(&parts.headers),
+        rt.server.max_body_bytes,
+    );
+    let bytes = tokio::time::timeout(rt.server.request_timeout, read)
+        .await
+        .map_err(|_| Error::RequestTimeout)??;
+    Ok((caller, parts.headers, openai::parse_json(&bytes)?))
+}
+
+fn resolve(rt: &Runtime, caller: &Caller, model: &str, ctx: &mut Ctx) -> Result<Target, Error> {
+    let target = route::resolve(rt, &caller.project, model)?;
+    ctx.set_target(model, &target);
+    Ok(target)
 }
 
 async fn send(
@@ -522,20 +533,6 @@ fn models(
         HeaderValue::from_static("application/json"),
     );
     Ok(resp)
-}
-
-/// The client's request body, size-capped and under the request deadline (a client that
-/// trickles its body does not hold a connection forever).
-async fn read_body(
-    rt: &Runtime,
-    headers: &http::HeaderMap,
-    body: Incoming,
-) -> Result<Bytes, Error> {
-    let limit = rt.server.max_body_bytes;
-    let read = body::read_request(body, content_length(headers), limit);
-    tokio::time::timeout(rt.server.request_timeout, read)
-        .await
-        .map_err(|_| Error::RequestTimeout)?
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

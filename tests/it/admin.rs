@@ -8,34 +8,9 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn mock_config(server: &str) -> String {
-    format!(
-        r#"
-[server]
-{server}
-
-[[providers]]
-name = "mock"
-kind = "mock"
-[providers.mock]
-chunk_chars = 2
-chunk_delay_ms = 50
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
-
-[[projects]]
-name = "alpha"
-keys = ["{}"]
-"#,
-        hashed(KEY)
-    )
-}
-
 #[tokio::test]
 async fn health_readiness_and_metrics() {
-    let gw = spawn_gateway(&mock_config("")).await;
+    let gw = spawn_gateway(&mock_config("", "chunk_chars = 2\nchunk_delay_ms = 50")).await;
     let r = get(&gw.admin_url("/healthz"), None).await;
     assert_eq!(r.status, 200);
     let r = get(&gw.admin_url("/readyz"), None).await;
@@ -66,7 +41,7 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn cors_is_off_by_default() {
-    let gw = spawn_gateway(&mock_config("")).await;
+    let gw = spawn_gateway(&mock_config("", "chunk_chars = 2\nchunk_delay_ms = 50")).await;
     let req = http::Request::builder()
         .method("OPTIONS")
         .uri(gw.url("/v1/chat/completions"))
@@ -91,6 +66,7 @@ async fn cors_is_off_by_default() {
 async fn cors_preflight_and_responses_for_allowed_origins() {
     let gw = spawn_gateway(&mock_config(
         "[server.cors]\nallowed_origins = [\"https://chat.example.com\"]",
+        "",
     ))
     .await;
     let preflight = |origin: &'static str| {
@@ -142,7 +118,11 @@ async fn cors_preflight_and_responses_for_allowed_origins() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_streams_and_refuses_new_connections() {
-    let mut gw = spawn_gateway(&mock_config("shutdown_grace_secs = 10")).await;
+    let mut gw = spawn_gateway(&mock_config(
+        "shutdown_grace_secs = 10",
+        "chunk_chars = 2\nchunk_delay_ms = 50",
+    ))
+    .await;
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "abcdefghijkl"}]});
     let req = http::Request::post(gw.url("/v1/chat/completions"))
         .header("authorization", format!("Bearer {KEY}"))

@@ -7,34 +7,9 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn mock_config(mock: &str) -> String {
-    format!(
-        r#"
-[[providers]]
-name = "mock"
-kind = "mock"
-[providers.mock]
-{mock}
-
-[[models]]
-name = "gpt-4o-mini"
-deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
-
-[[models]]
-name = "text-embedding-3-small"
-deployments = [{{ provider = "mock", model = "text-embedding-3-small" }}]
-
-[[projects]]
-name = "alpha"
-keys = ["{}"]
-"#,
-        hashed(KEY)
-    )
-}
-
 #[tokio::test]
 async fn chat_echoes_with_usage_and_streams_in_chunks() {
-    let gw = spawn_gateway(&mock_config("chunk_chars = 4\nchunk_delay_ms = 30")).await;
+    let gw = spawn_gateway(&mock_config("", "chunk_chars = 4\nchunk_delay_ms = 30")).await;
     let url = gw.url("/v1/chat/completions");
     let r = post_json(&url, Some(KEY), &chat_body("echo this back")).await;
     assert_eq!(r.status, 200);
@@ -75,6 +50,7 @@ async fn chat_echoes_with_usage_and_streams_in_chunks() {
 #[tokio::test]
 async fn fixed_reply_and_failures_every_nth_request() {
     let gw = spawn_gateway(&mock_config(
+        "",
         "reply = \"canned\"\nfail_every = 3\nfail_status = 503",
     ))
     .await;
@@ -98,7 +74,7 @@ async fn fixed_reply_and_failures_every_nth_request() {
 
 #[tokio::test]
 async fn max_tokens_truncates_with_finish_reason_length() {
-    let gw = spawn_gateway(&mock_config("")).await;
+    let gw = spawn_gateway(&mock_config("", "")).await;
     let mut body = chat_body(&"word ".repeat(50));
     body["max_tokens"] = json!(2);
     let v = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body)
@@ -110,7 +86,7 @@ async fn max_tokens_truncates_with_finish_reason_length() {
 
 #[tokio::test]
 async fn embeddings_are_deterministic_in_float_and_base64() {
-    let gw = spawn_gateway(&mock_config("embedding_dimensions = 8")).await;
+    let gw = spawn_gateway(&mock_config("", "embedding_dimensions = 8")).await;
     let url = gw.url("/v1/embeddings");
     let a = post_json(
         &url,

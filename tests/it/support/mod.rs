@@ -140,6 +140,37 @@ models = ["*"]
     )
 }
 
+/// A config served by the built-in mock provider: `server` goes into `[server]`, `mock` into
+/// `[providers.mock]`; models `gpt-4o-mini` and `text-embedding-3-small`; project "alpha"
+/// with key `KEY`.
+pub fn mock_config(server: &str, mock: &str) -> String {
+    format!(
+        r#"
+[server]
+{server}
+
+[[providers]]
+name = "mock"
+kind = "mock"
+[providers.mock]
+{mock}
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+
+[[models]]
+name = "text-embedding-3-small"
+deployments = [{{ provider = "mock", model = "text-embedding-3-small" }}]
+
+[[projects]]
+name = "alpha"
+keys = ["{}"]
+"#,
+        hashed(KEY)
+    )
+}
+
 pub const UPSTREAM_KEY: &str = "sk-upstream-SECRET-0123456789abcdef";
 
 // ---------------------------------------------------------------------------------------------
