@@ -167,6 +167,9 @@ impl Error {
             other => {
                 if let Self::UpstreamStatus(f) = &other {
                     builder = builder.header("x-gateway-upstream-status", f.status.as_u16());
+                    if let Some(ra) = &f.retry_after {
+                        builder = builder.header(header::RETRY_AFTER, ra);
+                    }
                 }
                 builder = builder.header(header::CONTENT_TYPE, "application/json");
                 other.body()

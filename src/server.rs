@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::body::{full, Body};
 use crate::error::Error;
@@ -65,6 +66,8 @@ async fn accept_loop(
     role: Role,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    // Fired when the grace period is over: whatever is still open is closed then.
+    let cut_off = CancellationToken::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -96,8 +99,12 @@ async fn accept_loop(
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
+        let cut = cut_off.clone();
         state.tasks.spawn(async move {
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn => {}
+                () = cut.cancelled() => {}
+            }
         });
     }
     drop(listener);
@@ -110,6 +117,7 @@ async fn accept_loop(
             grace_secs = grace.as_secs(),
             "grace period over; closing remaining connections"
         );
+        cut_off.cancel();
     }
     Ok(())
 }
@@ -117,11 +125,14 @@ async fn accept_loop(
 /// The admin listener: metrics and health. No client data is reachable here.
 fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Error::MethodNotAllowed {
+        let mut resp = Error::MethodNotAllowed {
             method: req.method().to_string(),
             path: req.uri().path().into(),
         }
         .into_response();
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     let (status, content_type, body): (StatusCode, &'static str, Bytes) = match req.uri().path() {
         "/metrics" => (

@@ -44,11 +44,6 @@ impl AppState {
         self.runtime.load_full()
     }
 
-    /// Replaces the config; requests already running keep the snapshot they took.
-    pub fn swap_runtime(&self, runtime: Runtime) {
-        self.runtime.store(Arc::new(runtime));
-    }
-
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }

@@ -265,7 +265,22 @@ impl Runtime {
                     _ => errs.push(format!("{at}.headers.{k}: not a valid HTTP header")),
                 }
             }
-            let mock = mock_settings(&p.mock, &format!("{at}.mock"), &mut errs);
+            // Only a mock provider's `[providers.mock]` table means anything.
+            let mut mock_errs = Vec::new();
+            let mock = mock_settings(&p.mock, &format!("{at}.mock"), &mut mock_errs);
+            if p.kind == ProviderKind::Mock {
+                errs.extend(mock_errs);
+            }
+            if p.kind == ProviderKind::Openai
+                && p.base_url.is_none()
+                && p.api_key_env.is_none()
+                && p.api_key_file.is_none()
+            {
+                errs.push(format!(
+                    "{at}: provider {:?} goes to {OPENAI_BASE_URL} (no base_url) but has no key: set api_key_env or api_key_file",
+                    p.name
+                ));
+            }
             providers.push(Arc::new(Provider {
                 name: p.name.clone(),
                 kind: p.kind,
@@ -423,13 +438,16 @@ fn server_settings(config: &Config, errs: &mut Vec<String>) -> Option<ServerSett
 }
 
 pub fn mock_settings(m: &MockConfig, at: &str, errs: &mut Vec<String>) -> MockSettings {
-    let fail_status = http::StatusCode::from_u16(m.fail_status).unwrap_or_else(|_| {
-        errs.push(format!(
-            "{at}.fail_status: {} is not an HTTP status",
-            m.fail_status
-        ));
-        http::StatusCode::INTERNAL_SERVER_ERROR
-    });
+    let fail_status = http::StatusCode::from_u16(m.fail_status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or_else(|| {
+            errs.push(format!(
+                "{at}.fail_status: {} is not an HTTP error status (400-599)",
+                m.fail_status
+            ));
+            http::StatusCode::INTERNAL_SERVER_ERROR
+        });
     if !(0.0..=1.0).contains(&m.fail_probability) {
         errs.push(format!(
             "{at}.fail_probability: must be between 0.0 and 1.0"
@@ -458,6 +476,9 @@ pub fn mock_settings(m: &MockConfig, at: &str, errs: &mut Vec<String>) -> MockSe
 fn parse_key_hash(s: &str) -> Option<KeyHash> {
     let hex_part = s.strip_prefix("sha256:")?;
     if hex_part.len() != 64 {
+        return None;
+    }
+    if !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];

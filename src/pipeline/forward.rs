@@ -74,18 +74,21 @@ pub fn send(
     let provider = provider.clone();
     async move {
         let sent_at = Instant::now();
+        let timed_out = || Error::UpstreamTimeout {
+            provider: provider.name.clone(),
+            secs: timeout.as_secs(),
+        };
         let (status, headers, body) = match prepared {
             None => {
-                let r = mock::respond(&provider.mock, &req).await;
+                let r = tokio::time::timeout(timeout, mock::respond(&provider.mock, &req))
+                    .await
+                    .map_err(|_| timed_out())?;
                 (r.status, r.headers, r.body)
             }
             Some(http_req) => {
                 let resp = tokio::time::timeout(timeout, client.request(http_req?))
                     .await
-                    .map_err(|_| Error::UpstreamTimeout {
-                        provider: provider.name.clone(),
-                        secs: timeout.as_secs(),
-                    })?
+                    .map_err(|_| timed_out())?
                     .map_err(|e| Error::UpstreamUnreachable {
                         provider: provider.name.clone(),
                         reason: describe(&e),

@@ -1,8 +1,11 @@
 //! The request path, in the fixed order of DESIGN.md:
 //! `parse + auth -> guard + redact -> budget -> route -> forward -> settle -> audit/metrics`.
-//! Each stage is a plain function in its own file; `chat` and `embeddings` below call them in
-//! order, and `Ctx` carries what accounting needs to the end (which, for a stream, is when the
-//! relay finishes, not when the handler returns).
+//! Present today: parse + auth (`auth.rs`, `parse` below), route (`route.rs`), forward
+//! (`forward.rs`, and `relay.rs` for streams) and metrics + the access log (`Ctx::finish`); the
+//! guard, budget and audit stages slot in between without changing the others.
+//! Each stage is a plain function; `chat` and `embeddings` below call them in order, and `Ctx`
+//! carries what accounting needs to the end (which, for a stream, is when the relay finishes,
+//! not when the handler returns).
 
 pub mod auth;
 pub mod forward;
@@ -251,7 +254,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let succeeded = result.is_ok();
     let mut resp = match result {
         Ok(Reply::Full(resp, usage)) => {
-            ctx.record_ttfb();
+            if ctx.provider.is_some() {
+                ctx.record_ttfb();
+            }
             ctx.finish(resp.status().as_u16(), usage, None);
             resp
         }
@@ -277,7 +282,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         }
         Err(e) => {
             ctx.finish(e.status().as_u16(), None, Some(e.kind()));
-            e.into_response()
+            let mut resp = e.into_response();
+            if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                let allow = if endpoint == "models" { "GET" } else { "POST" };
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            resp
         }
     };
     if succeeded {
@@ -326,12 +337,7 @@ async fn chat(
             wants_usage,
         });
     }
-    buffered(
-        upstream,
-        &target,
-        timeout.saturating_sub(ctx.started.elapsed()),
-    )
-    .await
+    buffered(upstream, &target, timeout, ctx.started).await
 }
 
 async fn embeddings(
@@ -346,12 +352,7 @@ async fn embeddings(
     let upstream_req = adapter.embeddings(emb, &target.upstream_model, &target.provider)?;
     let timeout = rt.server.request_timeout;
     let upstream = send(&state, &target, upstream_req, &headers, ctx, timeout).await?;
-    buffered(
-        upstream,
-        &target,
-        timeout.saturating_sub(ctx.started.elapsed()),
-    )
-    .await
+    buffered(upstream, &target, timeout, ctx.started).await
 }
 
 /// Parse + auth for a JSON endpoint: the caller first (no body is read for a stranger), then
@@ -405,8 +406,10 @@ async fn send(
 async fn buffered(
     upstream: Upstream,
     target: &Target,
-    remaining: Duration,
+    timeout: Duration,
+    started: Instant,
 ) -> Result<Reply, Error> {
+    let remaining = timeout.saturating_sub(started.elapsed());
     let collected = tokio::time::timeout(
         remaining,
         body::read_limited(upstream.body, None, MAX_RESPONSE_BODY),
@@ -428,7 +431,7 @@ async fn buffered(
         Err(_) => {
             return Err(Error::UpstreamTimeout {
                 provider: target.provider.name.clone(),
-                secs: remaining.as_secs(),
+                secs: timeout.as_secs(),
             })
         }
     };

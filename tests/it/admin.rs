@@ -155,3 +155,33 @@ async fn shutdown_drains_in_flight_streams_and_refuses_new_connections() {
     let fresh = tokio::net::TcpStream::connect(gw.addr).await;
     assert!(fresh.is_err(), "listener closed after shutdown");
 }
+
+#[tokio::test]
+async fn the_grace_period_is_a_hard_limit() {
+    let mut gw = spawn_gateway(&mock_config(
+        "shutdown_grace_secs = 1",
+        "chunk_chars = 1\nchunk_delay_ms = 200",
+    ))
+    .await;
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a long, slow answer that outlasts the grace period"}]});
+    let req = http::Request::post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let mut stream = resp.into_body();
+    let _first = stream.frame().await.unwrap().unwrap();
+    let done = gw.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .expect("serve returns once the grace period is over")
+        .unwrap();
+    // The stream was cut: it ends (with an error or early) instead of running to completion.
+    let rest = tokio::time::timeout(Duration::from_secs(5), stream.collect())
+        .await
+        .expect("cut");
+    let complete = rest
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).contains("[DONE]"))
+        .unwrap_or(false);
+    assert!(!complete, "the stream should have been cut off");
+}

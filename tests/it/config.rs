@@ -96,3 +96,37 @@ fn the_shipped_configs_are_valid() {
     assert_eq!(rt.server.admin_listen.to_string(), "127.0.0.1:9090");
     assert!(rt.model("gpt-4o-mini").is_some() && rt.model("text-embedding-3-small").is_some());
 }
+
+#[test]
+fn provider_specific_checks() {
+    // Real OpenAI without a key cannot work.
+    let errs = runtime_from("[[providers]]\nname = \"openai\"\nkind = \"openai\"\n", &[])
+        .expect_err("rejected");
+    assert!(
+        errs.join("\n")
+            .contains("providers[0]: provider \"openai\" goes to https://api.openai.com/v1"),
+        "{errs:?}"
+    );
+    // A keyless OpenAI-compatible server (Ollama, vLLM) is fine.
+    runtime_from("[[providers]]\nname = \"ollama\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n", &[]).expect("valid");
+    // A mock's failure status must be an error status; openai providers ignore the mock table.
+    let errs = runtime_from(
+        "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[providers.mock]\nfail_status = 200\n",
+        &[],
+    )
+    .expect_err("rejected");
+    assert!(
+        errs.join("\n").contains("providers[0].mock.fail_status"),
+        "{errs:?}"
+    );
+    let h = hashed("k").replace("sha256:", "sha256:+");
+    let errs = runtime_from(
+        &format!(
+            "[[projects]]\nname = \"p\"\nkeys = [\"{}\"]\n",
+            &h[..h.len() - 1]
+        ),
+        &[],
+    )
+    .expect_err("rejected");
+    assert!(errs.join("\n").contains("projects[0].keys[0]"), "{errs:?}");
+}

@@ -133,13 +133,18 @@ async fn upstream_auth_errors_never_echo_the_provider_key() {
 #[tokio::test]
 async fn upstream_5xx_becomes_502() {
     let up = MockUpstream::openai()
-        .reply(500, r#"{"error":{"message":"boom","type":"server_error"}}"#)
+        .reply_with_headers(
+            503,
+            r#"{"error":{"message":"boom","type":"server_error"}}"#,
+            &[("retry-after", "3")],
+        )
         .start()
         .await;
     let gw = gw_for(&up, "").await;
     let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &chat_body("x")).await;
     assert_eq!(r.status, 502);
-    assert_eq!(r.header("x-gateway-upstream-status"), Some("500"));
+    assert_eq!(r.header("x-gateway-upstream-status"), Some("503"));
+    assert_eq!(r.header("retry-after"), Some("3"));
     assert_eq!(r.error_code(), "upstream_error");
     assert!(r.json()["error"]["message"]
         .as_str()
@@ -189,6 +194,7 @@ async fn unknown_paths_and_methods() {
     assert_eq!(r.error_code(), "not_found");
     let r = get(&gw.url("/v1/chat/completions"), Some(KEY)).await;
     assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
     let req = http::Request::delete(gw.url("/v1/models"))
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -227,4 +233,24 @@ async fn paths_without_the_v1_prefix_are_served() {
         get(&gw.url("/models/gpt-4o-mini"), Some(KEY)).await.status,
         200
     );
+}
+
+#[tokio::test]
+async fn the_in_process_mock_is_bound_by_the_request_timeout_too() {
+    let gw = spawn_gateway(&mock_config(
+        "request_timeout_secs = 1",
+        "latency_ms = 5000",
+    ))
+    .await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_json(&gw.url("/v1/chat/completions"), Some(KEY), &chat_body("x")),
+    )
+    .await
+    .expect("no hang");
+    assert_eq!(r.status, 504);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("within 1s"));
 }
