@@ -12,6 +12,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use http_body::Frame;
 use tokio::time::Sleep;
@@ -22,6 +24,9 @@ use crate::body::{Body, BoxError};
 use crate::error::Error;
 use crate::sse::{self, Event};
 
+/// Past this much pending output a frame is sent even if more upstream data is ready.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
 pub struct Relay {
     upstream: Body,
     parser: sse::Parser,
@@ -31,6 +36,7 @@ pub struct Relay {
     usage: Option<Usage>,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
+    last_activity: Instant,
     first_sent: bool,
     done: bool,
 }
@@ -46,6 +52,7 @@ impl Relay {
             usage: None,
             idle,
             idle_timer: Box::pin(tokio::time::sleep(idle)),
+            last_activity: Instant::now(),
             first_sent: false,
             done: false,
         }
@@ -90,14 +97,24 @@ impl Relay {
         Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
     }
 
-    /// Ends the stream with an OpenAI-shaped error event.
-    fn fail(&mut self, err: Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    /// Ends the stream with an OpenAI-shaped error event after whatever `out` holds.
+    fn fail(
+        &mut self,
+        mut out: BytesMut,
+        err: Error,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         self.finish(err.status().as_u16(), Some(err.kind()));
         let body = err.body();
-        let mut out = BytesMut::new();
         sse::encode_into(&mut out, None, &String::from_utf8_lossy(&body));
         self.data(out)
+    }
+
+    fn provider(&self) -> String {
+        self.ctx
+            .as_ref()
+            .map(Ctx::provider_name)
+            .unwrap_or_default()
     }
 }
 
@@ -126,35 +143,33 @@ impl http_body::Body for Relay {
         if this.done {
             return Poll::Ready(None);
         }
+        // Everything the upstream has already delivered goes out in one frame (one write to
+        // the client); nothing waits for data that has not arrived yet.
+        let mut out = BytesMut::new();
         loop {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.idle_timer.as_mut().reset(deadline);
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    this.parser.push(&data, &mut this.events);
-                    let mut out = BytesMut::new();
-                    this.drain_events(&mut out);
-                    if !out.is_empty() {
-                        return this.data(out);
+                    this.last_activity = Instant::now();
+                    if let Ok(data) = frame.into_data() {
+                        this.parser.push(&data, &mut this.events);
+                        this.drain_events(&mut out);
+                        if out.len() >= COALESCE_LIMIT {
+                            return this.data(out);
+                        }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let provider = this
-                        .ctx
-                        .as_ref()
-                        .map(Ctx::provider_name)
-                        .unwrap_or_default();
-                    return this.fail(Error::UpstreamProtocol {
-                        provider,
-                        reason: format!("stream broke off: {e}"),
-                    });
+                    let provider = this.provider();
+                    return this.fail(
+                        out,
+                        Error::UpstreamProtocol {
+                            provider,
+                            reason: format!("stream broke off: {e}"),
+                        },
+                    );
                 }
                 Poll::Ready(None) => {
                     this.parser.finish(&mut this.events);
-                    let mut out = BytesMut::new();
                     this.drain_events(&mut out);
                     this.done = true;
                     this.finish(200, None);
@@ -163,17 +178,18 @@ impl http_body::Body for Relay {
                     }
                     return this.data(out);
                 }
+                Poll::Pending if !out.is_empty() => return this.data(out),
                 Poll::Pending => {
-                    if this.idle_timer.as_mut().poll(cx).is_ready() {
-                        let provider = this
-                            .ctx
-                            .as_ref()
-                            .map(Ctx::provider_name)
-                            .unwrap_or_default();
-                        return this.fail(Error::UpstreamTimeout {
-                            provider,
-                            secs: this.idle.as_secs(),
-                        });
+                    // The timer is armed lazily: only when it fires is it checked against the
+                    // last activity, so a busy stream costs no timer work per chunk.
+                    while this.idle_timer.as_mut().poll(cx).is_ready() {
+                        let silent_until = this.last_activity + this.idle;
+                        if Instant::now() >= silent_until {
+                            let provider = this.provider();
+                            let secs = this.idle.as_secs();
+                            return this.fail(out, Error::UpstreamTimeout { provider, secs });
+                        }
+                        this.idle_timer.as_mut().reset(silent_until);
                     }
                     return Poll::Pending;
                 }
