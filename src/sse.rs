@@ -26,15 +26,14 @@ pub struct Parser {
 impl Parser {
     /// Feeds a piece of the stream; complete events are appended to `out`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Event>) {
-        self.buf.extend_from_slice(chunk);
+        // Taken out of `self` so lines can be borrowed from it while `self.line` runs.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(chunk);
         let mut pos = 0;
-        while let Some(rel) = self.buf[pos..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-        {
+        while let Some(rel) = buf[pos..].iter().position(|&b| b == b'\n' || b == b'\r') {
             let end = pos + rel;
-            let next = if self.buf[end] == b'\r' {
-                match self.buf.get(end + 1) {
+            let next = if buf[end] == b'\r' {
+                match buf.get(end + 1) {
                     Some(b'\n') => end + 2,
                     Some(_) => end + 1,
                     // A CR at the very end may be the first half of a CRLF: wait for more.
@@ -43,11 +42,11 @@ impl Parser {
             } else {
                 end + 1
             };
-            let line = String::from_utf8_lossy(&self.buf[pos..end]).into_owned();
-            self.line(&line, out);
+            self.line(&String::from_utf8_lossy(&buf[pos..end]), out);
             pos = next;
         }
-        self.buf.drain(..pos);
+        buf.drain(..pos);
+        self.buf = buf;
     }
 
     /// Ends the stream: a trailing event without its blank line is still delivered.
