@@ -58,6 +58,8 @@ pub struct Provider {
     /// Without a trailing slash; endpoint paths (`/chat/completions`) are appended.
     pub base_url: String,
     pub keys: Vec<Secret>,
+    /// `Authorization: Bearer <key>` for each key, built once and marked sensitive.
+    auth: Vec<HeaderValue>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub stream_include_usage: bool,
     pub mock: MockSettings,
@@ -65,13 +67,14 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The next key of the pool (round-robin), or None for a keyless upstream.
-    pub fn next_key(&self) -> Option<&Secret> {
-        if self.keys.is_empty() {
+    /// The authorization header of the next key of the pool (round-robin), or None for a
+    /// keyless upstream.
+    pub fn next_auth(&self) -> Option<&HeaderValue> {
+        if self.auth.is_empty() {
             return None;
         }
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys.len();
-        self.keys.get(i)
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
+        self.auth.get(i)
     }
 }
 
@@ -255,6 +258,19 @@ impl Runtime {
                     )),
                 }
             }
+            let mut auth = Vec::new();
+            for key in &keys {
+                match HeaderValue::try_from(format!("Bearer {}", key.expose())) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        auth.push(v);
+                    }
+                    Err(_) => errs.push(format!(
+                        "{at}: a key of provider {:?} has characters not allowed in an HTTP header",
+                        p.name
+                    )),
+                }
+            }
             let mut headers = Vec::new();
             for (k, v) in &p.headers {
                 match (
@@ -286,6 +302,7 @@ impl Runtime {
                 kind: p.kind,
                 base_url,
                 keys,
+                auth,
                 headers,
                 stream_include_usage: p.stream_include_usage,
                 mock,

@@ -166,15 +166,8 @@ fn build(
         }),
     );
     headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
-    if let Some(key) = provider.next_key() {
-        let mut v = HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
-            Error::Internal(format!(
-                "the API key of provider '{}' is not a valid header value",
-                provider.name
-            ))
-        })?;
-        v.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, v);
+    if let Some(auth) = provider.next_auth() {
+        headers.insert(header::AUTHORIZATION, auth.clone());
     }
     for (k, v) in &provider.headers {
         headers.insert(k.clone(), v.clone());

@@ -107,6 +107,17 @@ fn provider_specific_checks() {
             .contains("providers[0]: provider \"openai\" goes to https://api.openai.com/v1"),
         "{errs:?}"
     );
+    // A key that cannot be sent as a header is caught at load, without printing it.
+    let errs = runtime_from(
+        "[[providers]]\nname = \"p\"\nkind = \"openai\"\napi_key_env = \"K\"\n",
+        &[("K", "sk-a\nb")],
+    )
+    .expect_err("rejected");
+    assert!(
+        errs.join("\n").contains("not allowed in an HTTP header"),
+        "{errs:?}"
+    );
+    assert!(!errs.join("\n").contains("sk-a"), "{errs:?}");
     // A keyless OpenAI-compatible server (Ollama, vLLM) is fine.
     runtime_from("[[providers]]\nname = \"ollama\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n", &[]).expect("valid");
     // A mock's failure status must be an error status; openai providers ignore the mock table.
