@@ -124,11 +124,7 @@ async fn shutdown_drains_in_flight_streams_and_refuses_new_connections() {
     ))
     .await;
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "abcdefghijkl"}]});
-    let req = http::Request::post(gw.url("/v1/chat/completions"))
-        .header("authorization", format!("Bearer {KEY}"))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = client().request(req).await.unwrap();
+    let resp = open_stream(&gw, &body).await;
     assert_eq!(resp.status(), 200);
     let mut stream = resp.into_body();
     let _first = stream.frame().await.unwrap().unwrap();
@@ -164,11 +160,7 @@ async fn the_grace_period_is_a_hard_limit() {
     ))
     .await;
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a long, slow answer that outlasts the grace period"}]});
-    let req = http::Request::post(gw.url("/v1/chat/completions"))
-        .header("authorization", format!("Bearer {KEY}"))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = client().request(req).await.unwrap();
+    let resp = open_stream(&gw, &body).await;
     let mut stream = resp.into_body();
     let _first = stream.frame().await.unwrap().unwrap();
     let done = gw.begin_shutdown();

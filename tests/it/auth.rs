@@ -20,11 +20,7 @@ models = ["gpt-4o*", "text-embedding-*"]
         hashed("sk-beta-1"),
         hashed("sk-beta-2")
     );
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), &extra),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, &extra).await;
     (up, gw)
 }
 

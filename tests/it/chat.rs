@@ -7,11 +7,7 @@ use crate::support::*;
 #[tokio::test]
 async fn non_stream_chat_is_relayed_with_usage() {
     let up = MockUpstream::openai().start().await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
 
     let r = post_json(
         &gw.url("/v1/chat/completions"),
@@ -46,7 +42,7 @@ async fn non_stream_chat_is_relayed_with_usage() {
         Some(format!("Bearer {UPSTREAM_KEY}").as_str())
     );
 
-    let metrics = get(&gw.admin_url("/metrics"), None).await.text();
+    let metrics = metrics(&gw).await;
     assert!(metrics.contains(r#"gateway_requests_total{model="gpt-4o-mini",project="alpha",provider="up",status="200"} 1"#), "{metrics}");
     assert!(
         metrics.contains(
@@ -65,11 +61,7 @@ async fn non_stream_chat_is_relayed_with_usage() {
 #[tokio::test]
 async fn unknown_request_fields_pass_through_untouched() {
     let up = MockUpstream::openai().start().await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let body = json!({
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}}]}],
@@ -103,11 +95,7 @@ async fn embeddings_are_relayed() {
         .reply(200, &emb.to_string())
         .start()
         .await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(
         &gw.url("/v1/embeddings"),
         Some(KEY),
@@ -134,11 +122,7 @@ models = ["up/gpt-4.1*"]
 "#,
         hashed("sk-narrow")
     );
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), &extra),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, &extra).await;
     let body = json!({"model": "up/gpt-4.1-nano", "messages": [{"role": "user", "content": "x"}]});
     let r = post_json(&gw.url("/v1/chat/completions"), Some("sk-narrow"), &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -168,11 +152,7 @@ models = ["up/gpt-4.1*"]
 #[tokio::test]
 async fn h2c_clients_are_served() {
     let up = MockUpstream::openai().start().await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let client: TestClient =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)

@@ -8,18 +8,10 @@ use serde_json::json;
 
 use crate::support::*;
 
-async fn gw_for(up: &MockHandle, extra: &str) -> Gateway {
-    spawn_gateway_env(
-        &config_for(&up.base_url(), extra),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn malformed_json_says_where() {
     let up = MockUpstream::openai().start().await;
-    let gw = gw_for(&up, "").await;
+    let gw = gateway_for(&up, "").await;
     let url = gw.url("/v1/chat/completions");
     let r = post_raw(
         &url,
@@ -106,7 +98,7 @@ async fn oversize_bodies_are_refused() {
 async fn upstream_4xx_is_passed_through_with_its_status() {
     let body = r#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
     let up = MockUpstream::openai().reply(400, body).start().await;
-    let gw = gw_for(&up, "").await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &chat_body("x")).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.header("x-gateway-upstream-status"), Some("400"));
@@ -120,7 +112,7 @@ async fn upstream_auth_errors_never_echo_the_provider_key() {
         r#"{{"error":{{"message":"Incorrect API key provided: sk-upstr*****cdef. You can find your API key at https://platform.openai.com/account/api-keys. Raw: {UPSTREAM_KEY}","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}}}"#
     );
     let up = MockUpstream::openai().reply(401, &body).start().await;
-    let gw = gw_for(&up, "").await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &chat_body("x")).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.header("x-gateway-upstream-status"), Some("401"));
@@ -140,7 +132,7 @@ async fn upstream_5xx_becomes_502() {
         )
         .start()
         .await;
-    let gw = gw_for(&up, "").await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &chat_body("x")).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-gateway-upstream-status"), Some("503"));
@@ -188,7 +180,7 @@ async fn unreachable_upstream_becomes_502() {
 #[tokio::test]
 async fn unknown_paths_and_methods() {
     let up = MockUpstream::openai().start().await;
-    let gw = gw_for(&up, "").await;
+    let gw = gateway_for(&up, "").await;
     let r = get(&gw.url("/v1/nope"), Some(KEY)).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "not_found");
@@ -225,7 +217,7 @@ async fn a_trickling_request_body_times_out_with_408() {
 #[tokio::test]
 async fn paths_without_the_v1_prefix_are_served() {
     let up = MockUpstream::openai().start().await;
-    let gw = gw_for(&up, "").await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(&gw.url("/chat/completions"), Some(KEY), &chat_body("x")).await;
     assert_eq!(r.status, 200);
     assert_eq!(up.last().path, "/v1/chat/completions");

@@ -8,11 +8,7 @@ use crate::support::*;
 #[tokio::test]
 async fn hop_by_hop_and_client_credentials_are_not_forwarded() {
     let up = MockUpstream::openai().start().await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let req = http::Request::post(gw.url("/v1/chat/completions"))
         .header("authorization", format!("Bearer {KEY}"))
         .header("x-api-key", KEY)

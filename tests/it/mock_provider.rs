@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -29,17 +29,7 @@ async fn chat_echoes_with_usage_and_streams_in_chunks() {
     body["stream_options"] = json!({"include_usage": true});
     let r = post_json(&url, Some(KEY), &body).await;
     let data = sse_data(&r.text());
-    let pieces: Vec<String> = data
-        .iter()
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .filter(|s| !s.is_empty())
-        .collect();
-    assert_eq!(pieces, ["abcd", "efgh", "ij"]);
+    assert_eq!(sse_pieces(&r.text()), ["abcd", "efgh", "ij"]);
     assert!(
         started.elapsed() >= Duration::from_millis(30 * 5),
         "chunks are paced"

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -16,24 +15,11 @@ fn stream_body(include_usage: Option<bool>) -> Value {
     b
 }
 
-async fn open_stream(gw: &Gateway, body: &Value) -> http::Response<hyper::body::Incoming> {
-    let req = http::Request::post(gw.url("/v1/chat/completions"))
-        .header("authorization", format!("Bearer {KEY}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    client().request(req).await.unwrap()
-}
-
 #[tokio::test]
 async fn first_chunk_arrives_before_the_upstream_sends_the_last() {
     let frames = stream_frames(&["one", " two", " three"], true);
     let up = MockUpstream::openai().stream_gated(frames, 2).start().await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
 
     let resp = open_stream(&gw, &stream_body(None)).await;
     assert_eq!(resp.status(), 200);
@@ -59,21 +45,12 @@ async fn first_chunk_arrives_before_the_upstream_sends_the_last() {
     seen.push_str(&String::from_utf8_lossy(&rest));
     let data = sse_data(&seen);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let text: String = data
-        .iter()
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(text, "one two three");
+    assert_eq!(sse_pieces(&seen).concat(), "one two three");
     // The client did not ask for usage: the usage-only chunk is not relayed...
     assert!(!seen.contains("\"completion_tokens\""), "{seen}");
     // ...but the gateway asked upstream for it, and counted it.
     assert_eq!(up.last().json()["stream_options"]["include_usage"], true);
-    let metrics = get(&gw.admin_url("/metrics"), None).await.text();
+    let metrics = metrics(&gw).await;
     assert!(
         metrics.contains(
             r#"gateway_tokens_total{kind="completion",model="gpt-4o-mini",project="alpha"} 3"#
@@ -88,11 +65,7 @@ async fn include_usage_is_honoured() {
         .stream(stream_frames(&["a", "b"], true), Duration::ZERO)
         .start()
         .await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(
         &gw.url("/v1/chat/completions"),
         Some(KEY),
@@ -139,11 +112,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
         .endless(Duration::from_millis(20))
         .start()
         .await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let resp = open_stream(&gw, &stream_body(None)).await;
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap();
@@ -153,7 +122,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
         .await
         .expect("the upstream saw the gateway hang up promptly");
     // Accounting ran once, as a client that went away.
-    let metrics = get(&gw.admin_url("/metrics"), None).await.text();
+    let metrics = metrics(&gw).await;
     assert!(metrics.contains(r#"status="499"} 1"#), "{metrics}");
     assert!(metrics.contains("gateway_inflight_requests 0"), "{metrics}");
 }
@@ -191,11 +160,7 @@ async fn upstream_error_before_the_stream_starts_is_a_plain_error() {
         .reply_with_headers(429, body, &[("retry-after", "7")])
         .start()
         .await;
-    let gw = spawn_gateway_env(
-        &config_for(&up.base_url(), ""),
-        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
-    )
-    .await;
+    let gw = gateway_for(&up, "").await;
     let r = post_json(
         &gw.url("/v1/chat/completions"),
         Some(KEY),

@@ -77,6 +77,15 @@ pub fn runtime_from(toml: &str, env: &[(&str, &str)]) -> Result<Runtime, Vec<Str
     Runtime::build(&cfg, &|name| env.get(name).cloned())
 }
 
+/// A gateway in front of `up` with `config_for(up, extra)` and the upstream key set.
+pub async fn gateway_for(up: &MockHandle, extra: &str) -> Gateway {
+    spawn_gateway_env(
+        &config_for(&up.base_url(), extra),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+    )
+    .await
+}
+
 pub async fn spawn_gateway(toml: &str) -> Gateway {
     spawn_gateway_env(toml, &[]).await
 }
@@ -248,6 +257,35 @@ pub async fn get(url: &str, key: Option<&str>) -> Reply {
 
 pub fn chat_body(content: &str) -> Value {
     serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
+}
+
+/// The admin listener's Prometheus text.
+pub async fn metrics(gw: &Gateway) -> String {
+    get(&gw.admin_url("/metrics"), None).await.text()
+}
+
+/// Sends a chat request and returns the response with its body unread.
+pub async fn open_stream(gw: &Gateway, body: &Value) -> http::Response<Incoming> {
+    let req = Request::post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    client().request(req).await.expect("response")
+}
+
+/// The non-empty `delta.content` pieces of an SSE chat stream, in order.
+pub fn sse_pieces(body: &str) -> Vec<String> {
+    sse_data(body)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Data payloads of an SSE body, in order.
