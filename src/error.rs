@@ -38,6 +38,8 @@ pub enum Error {
     UnknownModel { model: String },
     #[error("this project is not allowed to use the model '{model}'")]
     ModelNotAllowed { model: String },
+    #[error("this project may not pin a provider with x-gateway-provider")]
+    PinNotAllowed,
 
     // --- upstream ---
     /// The provider answered with an error status; 4xx bodies are passed to the client.
@@ -62,6 +64,7 @@ pub struct UpstreamFailure {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub retry_after: Option<HeaderValue>,
+    pub retry_after_ms: Option<HeaderValue>,
     pub body: Bytes,
 }
 
@@ -82,7 +85,7 @@ impl Error {
             Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } | Self::UnknownModel { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::ModelNotAllowed { .. } | Self::PinNotAllowed => StatusCode::FORBIDDEN,
             Self::UpstreamStatus(f) if f.status.is_client_error() => f.status,
             Self::UpstreamStatus(_)
             | Self::UpstreamUnreachable { .. }
@@ -104,6 +107,7 @@ impl Error {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::UnknownModel { .. } => "unknown_model",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
+            Self::PinNotAllowed => "pin_not_allowed",
             Self::UpstreamStatus(f) if f.status.is_client_error() => "upstream_4xx",
             Self::UpstreamStatus(_) => "upstream_5xx",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -130,6 +134,7 @@ impl Error {
             Self::ModelNotAllowed { .. } => {
                 ("permission_error", Some("model"), "model_not_allowed")
             }
+            Self::PinNotAllowed => ("permission_error", None, "pin_not_allowed"),
             Self::UpstreamStatus(_) => ("upstream_error", None, "upstream_error"),
             Self::UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             Self::UpstreamUnreachable { .. } => ("upstream_error", None, "upstream_unreachable"),

@@ -16,6 +16,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub ttfb: HistogramVec,
     pub tokens_total: IntCounterVec,
     pub inflight: IntGauge,
+    pub upstream_requests: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub fallbacks: IntCounterVec,
+    pub cooldown: IntGaugeVec,
     passthrough_models: Mutex<HashSet<String>>,
 }
 
@@ -65,6 +69,35 @@ impl Metrics {
             &["project", "model", "kind"],
         )?;
         let inflight = IntGauge::new("gateway_inflight_requests", "Requests being served now.")?;
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "gateway_upstream_requests_total",
+                "Upstream attempts, by outcome class (ok, rate_limited, server_error, ...).",
+            ),
+            &["provider", "deployment", "class"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "gateway_retries_total",
+                "Attempts after the first, by the class of the failure that caused them; \
+                 reason=\"budget_exhausted\" counts retries refused by the retry budget.",
+            ),
+            &["reason"],
+        )?;
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "gateway_fallbacks_total",
+                "Attempts that moved from one model group to another.",
+            ),
+            &["from", "to"],
+        )?;
+        let cooldown = IntGaugeVec::new(
+            Opts::new(
+                "gateway_deployment_cooldown",
+                "1 while a configured deployment is cooling down (skipped), else 0.",
+            ),
+            &["deployment"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "gateway_build_info",
@@ -81,6 +114,10 @@ impl Metrics {
         registry.register(Box::new(ttfb.clone()))?;
         registry.register(Box::new(tokens_total.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(upstream_requests.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(fallbacks.clone()))?;
+        registry.register(Box::new(cooldown.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -90,6 +127,10 @@ impl Metrics {
             ttfb,
             tokens_total,
             inflight,
+            upstream_requests,
+            retries,
+            fallbacks,
+            cooldown,
             passthrough_models: Mutex::new(HashSet::new()),
         })
     }

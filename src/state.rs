@@ -16,7 +16,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Runtime;
+use crate::health::Registry;
 use crate::metrics::Metrics;
+use crate::pipeline::retry::RetryBudget;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -24,6 +26,8 @@ pub struct AppState {
     runtime: ArcSwap<Runtime>,
     pub client: HttpClient,
     pub metrics: Metrics,
+    pub health: Registry,
+    pub retry_budget: RetryBudget,
     pub tasks: TaskTracker,
     ready: AtomicBool,
 }
@@ -34,6 +38,8 @@ impl AppState {
             runtime: ArcSwap::from_pointee(runtime),
             client: http_client()?,
             metrics: Metrics::new().map_err(|e| format!("metrics: {e}"))?,
+            health: Registry::default(),
+            retry_budget: RetryBudget::default(),
             tasks: TaskTracker::new(),
             ready: AtomicBool::new(false),
         }))

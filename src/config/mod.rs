@@ -17,15 +17,15 @@ use serde::Deserialize;
 
 pub use secret::Secret;
 pub use validate::{
-    hash_key, Caller, Cors, KeyHash, MockSettings, Model, Project, Provider, Runtime,
-    ServerSettings,
+    hash_key, Caller, Cors, Deployment, KeyHash, MockSettings, Model, Project, Provider, Routing,
+    Runtime, ServerSettings,
 };
 
 /// Where the config file is looked for when `--config` is not given.
 pub const DEFAULT_PATH: &str = "gateway.toml";
 
 /// The top-level sections an environment override may touch (`GATEWAY_SERVER__LISTEN=...`).
-const ENV_SECTIONS: &[&str] = &["server", "providers", "models", "projects"];
+const ENV_SECTIONS: &[&str] = &["server", "providers", "models", "projects", "routing"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,69 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub projects: Vec<ProjectConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// Retries, backoff, cooldowns and the retry budget: how the gateway routes around failing
+/// deployments. Per-model choices (strategy, fallbacks) live on `[[models]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Upstream attempts for one request, across all candidates (1: no retries).
+    pub max_attempts: u32,
+    /// Backoff before retrying a deployment already tried: full jitter over
+    /// `min(backoff_max_ms, backoff_base_ms * 2^n)`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// The longest `Retry-After` the gateway waits out itself; longer ones go to the client.
+    pub max_retry_after_secs: u64,
+    /// Time to response headers for one attempt (the whole request stays bounded by
+    /// `server.request_timeout_secs`).
+    pub attempt_timeout_secs: u64,
+    /// A deployment (or key) failing this many times within `failure_window_secs` is skipped
+    /// for `cooldown_secs`, then probed with a single request.
+    pub cooldown_failures: u32,
+    pub failure_window_secs: u64,
+    pub cooldown_secs: u64,
+    /// Retries allowed as a fraction of requests (plus `retry_budget_min` always), so a total
+    /// outage cannot multiply the load on providers.
+    pub retry_budget_ratio: f64,
+    pub retry_budget_min: u32,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_base_ms: 100,
+            backoff_max_ms: 2_000,
+            max_retry_after_secs: 10,
+            attempt_timeout_secs: 120,
+            cooldown_failures: 3,
+            failure_window_secs: 30,
+            cooldown_secs: 15,
+            retry_budget_ratio: 0.2,
+            retry_budget_min: 10,
+        }
+    }
+}
+
+/// How a model group orders its deployments for a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// In the order listed; later ones are fallbacks.
+    #[default]
+    Priority,
+    /// Random, in proportion to `weight`.
+    Weighted,
+    /// Each request starts at the next deployment.
+    RoundRobin,
+    /// Fewest requests in flight first.
+    LeastBusy,
+    /// Lowest moving average of time to first byte first, exploring now and then.
+    LeastLatency,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +279,11 @@ pub struct ModelConfig {
     /// The public name clients send in `model`.
     pub name: String,
     pub deployments: Vec<DeploymentConfig>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Model groups tried, in order, when every deployment of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +292,13 @@ pub struct DeploymentConfig {
     pub provider: String,
     /// The model name the provider knows.
     pub model: String,
+    /// Share of traffic under `strategy = "weighted"`.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +311,9 @@ pub struct ProjectConfig {
     /// Model globs this project may use (`gpt-4o*`, `openai/*`, `*`).
     #[serde(default = "all_models")]
     pub models: Vec<String>,
+    /// Whether requests may pin a provider with the `x-gateway-provider` header.
+    #[serde(default)]
+    pub allow_provider_pin: bool,
 }
 
 fn all_models() -> Vec<String> {

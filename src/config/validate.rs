@@ -12,7 +12,7 @@ use http::{HeaderName, HeaderValue, Uri};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Config, MockConfig, OneOrMany, ProviderKind, Secret};
+use super::{Config, MockConfig, OneOrMany, ProviderKind, RoutingConfig, Secret, Strategy};
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -28,8 +28,24 @@ pub struct Runtime {
     provider_index: HashMap<String, usize>,
     model_index: HashMap<String, usize>,
     keys: KeyIndex,
+    pub routing: Routing,
     /// Unix time the config was loaded; the `created` of listed models.
     pub loaded_at: u64,
+}
+
+/// `[routing]`, validated.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub max_retry_after: Duration,
+    pub attempt_timeout: Duration,
+    pub cooldown_failures: u32,
+    pub failure_window: Duration,
+    pub cooldown: Duration,
+    pub retry_budget_ratio: f64,
+    pub retry_budget_min: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -67,14 +83,19 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The authorization header of the next key of the pool (round-robin), or None for a
-    /// keyless upstream.
-    pub fn next_auth(&self) -> Option<&HeaderValue> {
-        if self.auth.is_empty() {
+    /// The next key of the pool (round-robin) that `usable` accepts, as its index and its
+    /// authorization header; when none is usable, the next one anyway. None: keyless upstream.
+    pub fn pick_key(&self, usable: impl Fn(usize) -> bool) -> Option<(usize, &HeaderValue)> {
+        let n = self.auth.len();
+        if n == 0 {
             return None;
         }
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
-        self.auth.get(i)
+        let start = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| usable(i))
+            .unwrap_or(start % n);
+        self.auth.get(i).map(|h| (i, h))
     }
 }
 
@@ -97,18 +118,27 @@ pub struct MockSettings {
 pub struct Model {
     pub name: String,
     pub deployments: Vec<Deployment>,
+    pub strategy: Strategy,
+    /// Indexes into `Runtime::models`.
+    pub fallbacks: Vec<usize>,
+    /// Where the next round-robin request starts.
+    pub next: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
 pub struct Deployment {
     pub provider: usize,
     pub model: String,
+    pub weight: u32,
+    /// `provider/model`: the name in headers, metrics and the health registry.
+    pub id: String,
 }
 
 #[derive(Debug)]
 pub struct Project {
     pub name: String,
     pub models: Vec<String>,
+    pub allow_provider_pin: bool,
 }
 
 impl Project {
@@ -331,6 +361,8 @@ impl Runtime {
                     Some(&p) => deployments.push(Deployment {
                         provider: p,
                         model: d.model.clone(),
+                        weight: d.weight,
+                        id: format!("{}/{}", d.provider, d.model),
                     }),
                     None => errs.push(format!(
                         "{at}.deployments[{j}].provider: unknown provider {:?}",
@@ -340,11 +372,35 @@ impl Runtime {
                 if d.model.is_empty() {
                     errs.push(format!("{at}.deployments[{j}].model: must not be empty"));
                 }
+                if d.weight == 0 {
+                    errs.push(format!("{at}.deployments[{j}].weight: must be at least 1"));
+                }
             }
             models.push(Arc::new(Model {
                 name: m.name.clone(),
                 deployments,
+                strategy: m.strategy,
+                fallbacks: Vec::new(),
+                next: AtomicUsize::new(0),
             }));
+        }
+        // Fallbacks name other groups, so they resolve once every group is known.
+        for (i, m) in config.models.iter().enumerate() {
+            let mut fallbacks = Vec::new();
+            for (j, name) in m.fallbacks.iter().enumerate() {
+                match model_index.get(name) {
+                    Some(&k) if k != i => fallbacks.push(k),
+                    Some(_) => errs.push(format!(
+                        "models[{i}].fallbacks[{j}]: a model cannot fall back to itself"
+                    )),
+                    None => errs.push(format!(
+                        "models[{i}].fallbacks[{j}]: unknown model {name:?}"
+                    )),
+                }
+            }
+            if let Some(model) = models.get_mut(i).and_then(Arc::get_mut) {
+                model.fallbacks = fallbacks;
+            }
         }
 
         let mut projects = Vec::new();
@@ -378,9 +434,11 @@ impl Runtime {
             projects.push(Arc::new(Project {
                 name: p.name.clone(),
                 models: p.models.clone(),
+                allow_provider_pin: p.allow_provider_pin,
             }));
         }
 
+        let routing = routing_settings(&config.routing, &mut errs);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -396,8 +454,39 @@ impl Runtime {
             provider_index,
             model_index,
             keys,
+            routing,
             loaded_at,
         })
+    }
+}
+
+fn routing_settings(r: &RoutingConfig, errs: &mut Vec<String>) -> Routing {
+    if r.max_attempts == 0 {
+        errs.push("routing.max_attempts: must be at least 1".into());
+    }
+    if r.attempt_timeout_secs == 0 {
+        errs.push("routing.attempt_timeout_secs: must be greater than 0".into());
+    }
+    if r.backoff_base_ms > r.backoff_max_ms {
+        errs.push("routing.backoff_base_ms: must not exceed routing.backoff_max_ms".into());
+    }
+    if !(0.0..=1.0).contains(&r.retry_budget_ratio) {
+        errs.push("routing.retry_budget_ratio: must be between 0.0 and 1.0".into());
+    }
+    if r.cooldown_failures == 0 {
+        errs.push("routing.cooldown_failures: must be at least 1".into());
+    }
+    Routing {
+        max_attempts: r.max_attempts.max(1),
+        backoff_base: Duration::from_millis(r.backoff_base_ms),
+        backoff_max: Duration::from_millis(r.backoff_max_ms),
+        max_retry_after: Duration::from_secs(r.max_retry_after_secs),
+        attempt_timeout: Duration::from_secs(r.attempt_timeout_secs.max(1)),
+        cooldown_failures: r.cooldown_failures.max(1),
+        failure_window: Duration::from_secs(r.failure_window_secs),
+        cooldown: Duration::from_secs(r.cooldown_secs),
+        retry_budget_ratio: r.retry_budget_ratio,
+        retry_budget_min: r.retry_budget_min,
     }
 }
 

@@ -58,8 +58,9 @@ pub struct Upstream {
     pub sent_at: Instant,
 }
 
-/// Sends `req` to `provider`. The HTTP request is built before the returned future starts, so
-/// the future borrows nothing (it is `'static` and `Send`).
+/// Sends `req` to `provider` with a key from its pool that is not cooling down; returns the
+/// key's index (to charge a rate limit to it) with the future. The HTTP request is built
+/// before the future starts, so the future borrows nothing (it is `'static` and `Send`).
 pub fn send(
     state: &AppState,
     provider: &Arc<Provider>,
@@ -67,16 +68,20 @@ pub fn send(
     client_headers: &HeaderMap,
     request_id: &HeaderValue,
     timeout: Duration,
-) -> impl Future<Output = Result<Upstream, Error>> + Send + 'static {
+) -> (
+    Option<usize>,
+    impl Future<Output = Result<Upstream, Error>> + Send + 'static,
+) {
+    let key = provider.pick_key(|i| state.health.key(&provider.name, i).cooling_for().is_none());
     let prepared = (provider.kind != ProviderKind::Mock)
-        .then(|| build(provider, &req, client_headers, request_id));
+        .then(|| build(provider, &req, client_headers, request_id, key.map(|k| k.1)));
     let client = state.client.clone();
     let provider = provider.clone();
-    async move {
+    let fut = async move {
         let sent_at = Instant::now();
         let timed_out = || Error::UpstreamTimeout {
             provider: provider.name.clone(),
-            secs: timeout.as_secs(),
+            secs: timeout.as_secs_f64().ceil() as u64,
         };
         let (status, headers, body) = match prepared {
             None => {
@@ -119,9 +124,11 @@ pub fn send(
             status,
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             retry_after: headers.get(header::RETRY_AFTER).cloned(),
+            retry_after_ms: headers.get("retry-after-ms").cloned(),
             body: scrub(&body, &provider),
         })))
-    }
+    };
+    (key.map(|k| k.0), fut)
 }
 
 fn build(
@@ -129,6 +136,7 @@ fn build(
     req: &UpstreamRequest,
     client_headers: &HeaderMap,
     request_id: &HeaderValue,
+    auth: Option<&HeaderValue>,
 ) -> Result<Request<Full<Bytes>>, Error> {
     let uri = format!("{}{}", provider.base_url, req.path);
     let mut builder = Request::builder().method(Method::POST).uri(uri);
@@ -166,7 +174,7 @@ fn build(
         }),
     );
     headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
-    if let Some(auth) = provider.next_auth() {
+    if let Some(auth) = auth {
         headers.insert(header::AUTHORIZATION, auth.clone());
     }
     for (k, v) in &provider.headers {

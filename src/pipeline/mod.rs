@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod forward;
 pub mod relay;
+pub mod retry;
 pub mod route;
 
 use std::sync::Arc;
@@ -46,6 +47,11 @@ pub struct Ctx {
     provider: Option<String>,
     deployment: Option<String>,
     upstream_sent: Option<Instant>,
+    /// Upstream attempts made (retries and fallbacks included).
+    attempts: u32,
+    /// The class of the last failed upstream attempt, for the access log and
+    /// `x-gateway-error-class`.
+    error_class: Option<&'static str>,
     finished: bool,
 }
 
@@ -64,6 +70,8 @@ impl Ctx {
             provider: None,
             deployment: None,
             upstream_sent: None,
+            attempts: 0,
+            error_class: None,
             finished: false,
         }
     }
@@ -74,13 +82,16 @@ impl Ctx {
     }
 
     fn set_target(&mut self, model: &str, target: &Target) {
-        self.model = Some(if target.configured {
-            model.to_string()
-        } else {
-            self.state.metrics.passthrough_model_label(model)
-        });
+        if self.model.is_none() {
+            self.model = Some(if target.group.is_some() {
+                model.to_string()
+            } else {
+                self.state.metrics.passthrough_model_label(model)
+            });
+        }
         self.provider = Some(target.provider.name.clone());
-        self.deployment = Some(target.deployment());
+        self.deployment = Some(target.deployment.clone());
+        self.attempts += 1;
     }
 
     pub fn provider_name(&self) -> String {
@@ -143,6 +154,8 @@ impl Ctx {
             provider,
             stream = self.stream,
             status,
+            attempts = self.attempts,
+            upstream_error = self.error_class.unwrap_or("-"),
             error = error.unwrap_or("-"),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             prompt_tokens = usage.map_or(0, |u| u.prompt_tokens),
@@ -251,6 +264,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     };
     let provider = ctx.provider.clone();
     let deployment = ctx.deployment.clone();
+    let attempts = ctx.attempts;
+    let error_class = ctx.error_class;
     let succeeded = result.is_ok();
     let mut resp = match result {
         Ok(Reply::Full(resp, usage)) => {
@@ -302,6 +317,14 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             }
         }
     }
+    if attempts > 0 {
+        resp.headers_mut()
+            .insert("x-gateway-attempts", HeaderValue::from(attempts));
+    }
+    if let (false, Some(class)) = (succeeded, error_class) {
+        resp.headers_mut()
+            .insert("x-gateway-error-class", HeaderValue::from_static(class));
+    }
     finish_headers(&mut resp, &request_id, cors_origin.as_ref());
     resp
 }
@@ -320,12 +343,12 @@ async fn chat(
         ));
     }
     ctx.stream = chat.is_stream();
-    let target = resolve(&rt, &caller, &chat.model, ctx)?;
     let wants_usage = chat.wants_stream_usage();
-    let adapter = providers::adapter(target.provider.kind);
-    let upstream_req = adapter.chat(chat, &target.upstream_model, &target.provider)?;
-    let timeout = rt.server.request_timeout;
-    let upstream = send(&state, &target, upstream_req, &headers, ctx, timeout).await?;
+    let model = chat.model.clone();
+    let targets = plan(&state, &rt, &caller, &model, &headers)?;
+    let mut payload = Payload::Chat(chat);
+    let (upstream, target) =
+        retry::run(&state, &rt, &targets, &mut payload, &headers, ctx, &model).await?;
     let is_sse = upstream
         .headers
         .get(header::CONTENT_TYPE)
@@ -337,7 +360,7 @@ async fn chat(
             wants_usage,
         });
     }
-    buffered(upstream, &target, timeout, ctx.started).await
+    buffered(upstream, target, rt.server.request_timeout, ctx.started).await
 }
 
 async fn embeddings(
@@ -347,12 +370,44 @@ async fn embeddings(
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
     let (caller, headers, emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
-    let target = resolve(&rt, &caller, &emb.model, ctx)?;
-    let adapter = providers::adapter(target.provider.kind);
-    let upstream_req = adapter.embeddings(emb, &target.upstream_model, &target.provider)?;
-    let timeout = rt.server.request_timeout;
-    let upstream = send(&state, &target, upstream_req, &headers, ctx, timeout).await?;
-    buffered(upstream, &target, timeout, ctx.started).await
+    let model = emb.model.clone();
+    let targets = plan(&state, &rt, &caller, &model, &headers)?;
+    let mut payload = Payload::Embeddings(emb);
+    let (upstream, target) =
+        retry::run(&state, &rt, &targets, &mut payload, &headers, ctx, &model).await?;
+    buffered(upstream, target, rt.server.request_timeout, ctx.started).await
+}
+
+/// Stage 4: the candidates for this request, honouring an `x-gateway-provider` pin.
+fn plan(
+    state: &AppState,
+    rt: &Runtime,
+    caller: &Caller,
+    model: &str,
+    headers: &http::HeaderMap,
+) -> Result<Vec<Target>, Error> {
+    let pin = headers
+        .get("x-gateway-provider")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    route::plan(rt, &state.health, &caller.project, model, pin)
+}
+
+/// The request body being sent, encoded afresh for each candidate's wire format.
+pub enum Payload {
+    Chat(ChatRequest),
+    Embeddings(EmbeddingsRequest),
+}
+
+impl Payload {
+    fn encode(&mut self, t: &Target) -> Result<providers::UpstreamRequest, Error> {
+        let adapter = providers::adapter(t.provider.kind);
+        match self {
+            Self::Chat(c) => adapter.chat(c, &t.upstream_model, &t.provider),
+            Self::Embeddings(e) => adapter.embeddings(e, &t.upstream_model, &t.provider),
+        }
+    }
 }
 
 /// Parse + auth for a JSON endpoint: the caller first (no body is read for a stranger), then
@@ -374,32 +429,6 @@ async fn parse<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|_| Error::RequestTimeout)??;
     Ok((caller, parts.headers, openai::parse_json(&bytes)?))
-}
-
-fn resolve(rt: &Runtime, caller: &Caller, model: &str, ctx: &mut Ctx) -> Result<Target, Error> {
-    let target = route::resolve(rt, &caller.project, model)?;
-    ctx.set_target(model, &target);
-    Ok(target)
-}
-
-async fn send(
-    state: &AppState,
-    target: &Target,
-    req: providers::UpstreamRequest,
-    client_headers: &http::HeaderMap,
-    ctx: &mut Ctx,
-    timeout: Duration,
-) -> Result<Upstream, Error> {
-    ctx.upstream_sent = Some(Instant::now());
-    forward::send(
-        state,
-        &target.provider,
-        req,
-        client_headers,
-        &ctx.request_id,
-        timeout,
-    )
-    .await
 }
 
 /// Reads a whole successful upstream body (within the deadline) and passes it on unchanged.
@@ -431,7 +460,7 @@ async fn buffered(
         Err(_) => {
             return Err(Error::UpstreamTimeout {
                 provider: target.provider.name.clone(),
-                secs: timeout.as_secs(),
+                secs: timeout.as_secs_f64().ceil() as u64,
             })
         }
     };

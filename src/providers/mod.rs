@@ -23,18 +23,19 @@ pub struct UpstreamRequest {
     pub stream: bool,
 }
 
-/// Translation for one wire format.
+/// Translation for one wire format. Requests are lent mutably so an adapter can adjust
+/// fields in place (the same request is encoded again for each retry or fallback).
 pub trait Adapter: Send + Sync {
     fn chat(
         &self,
-        req: ChatRequest,
+        req: &mut ChatRequest,
         upstream_model: &str,
         provider: &Provider,
     ) -> Result<UpstreamRequest, Error>;
 
     fn embeddings(
         &self,
-        req: EmbeddingsRequest,
+        req: &mut EmbeddingsRequest,
         upstream_model: &str,
         provider: &Provider,
     ) -> Result<UpstreamRequest, Error>;

@@ -14,34 +14,39 @@ pub struct OpenAi;
 impl Adapter for OpenAi {
     fn chat(
         &self,
-        mut req: ChatRequest,
+        req: &mut ChatRequest,
         upstream_model: &str,
         provider: &Provider,
     ) -> Result<UpstreamRequest, Error> {
         upstream_model.clone_into(&mut req.model);
         let stream = req.is_stream();
+        // Asking for usage changes only what is sent: the request is encoded again for the
+        // next candidate, which may not want `stream_options` at all.
+        let client_options = req.stream_options.clone();
         if stream && provider.stream_include_usage {
             req.stream_options
                 .get_or_insert_with(StreamOptions::default)
                 .include_usage = Some(true);
         }
+        let body = to_bytes(req);
+        req.stream_options = client_options;
         Ok(UpstreamRequest {
             path: "/chat/completions".into(),
-            body: to_bytes(&req)?,
+            body: body?,
             stream,
         })
     }
 
     fn embeddings(
         &self,
-        mut req: EmbeddingsRequest,
+        req: &mut EmbeddingsRequest,
         upstream_model: &str,
         _provider: &Provider,
     ) -> Result<UpstreamRequest, Error> {
         upstream_model.clone_into(&mut req.model);
         Ok(UpstreamRequest {
             path: "/embeddings".into(),
-            body: to_bytes(&req)?,
+            body: to_bytes(req)?,
             stream: false,
         })
     }

@@ -117,7 +117,7 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
     let echo = format!(
         r#"{{"error":{{"message":"Incorrect API key provided: {UPSTREAM_KEY}","type":"invalid_request_error","code":"invalid_api_key"}}}}"#
     );
-    let up = MockUpstream::openai().fail_n(1, 401, &echo).start().await;
+    let up = MockUpstream::openai().fail_n(1, 400, &echo).start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
     let cfg = config_for(&up.base_url(), "").replace(
@@ -157,7 +157,7 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
     let url = format!("http://{addr}/v1/chat/completions");
     let mut body = chat_body(SENTINEL);
     let r = post_json(&url, Some(KEY), &body).await;
-    assert_eq!(r.status, 401);
+    assert_eq!(r.status, 400);
     assert!(!r.text().contains(UPSTREAM_KEY));
     let r = post_json(&url, Some(KEY), &body).await;
     assert_eq!(r.status, 200);

@@ -39,27 +39,29 @@ async fn chat_echoes_with_usage_and_streams_in_chunks() {
 
 #[tokio::test]
 async fn fixed_reply_and_failures_every_nth_request() {
+    // Every third upstream request fails with 503; the gateway retries it, so the client sees
+    // only successes, the retried ones after two attempts.
     let gw = spawn_gateway(&mock_config(
         "",
         "reply = \"canned\"\nfail_every = 3\nfail_status = 503",
     ))
     .await;
     let url = gw.url("/v1/chat/completions");
-    let statuses: Vec<u16> = {
-        let mut v = Vec::new();
-        for _ in 0..6 {
-            v.push(
-                post_json(&url, Some(KEY), &chat_body("x"))
-                    .await
-                    .status
-                    .as_u16(),
-            );
-        }
-        v
-    };
-    assert_eq!(statuses, [200, 200, 502, 200, 200, 502]);
-    let r = post_json(&url, Some(KEY), &chat_body("x")).await;
-    assert_eq!(r.json()["choices"][0]["message"]["content"], "canned");
+    let mut attempts = Vec::new();
+    for _ in 0..5 {
+        let r = post_json(&url, Some(KEY), &chat_body("x")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["choices"][0]["message"]["content"], "canned");
+        attempts.push(r.header("x-gateway-attempts").unwrap().to_string());
+    }
+    // Upstream requests: 1 ok, 2 ok, 3 fails -> 4 ok, 5 ok, 6 fails -> 7 ok.
+    assert_eq!(attempts, ["1", "1", "2", "1", "2"]);
+    let text = metrics(&gw).await;
+    assert!(text.contains(r#"gateway_upstream_requests_total{class="overloaded",deployment="mock/gpt-4o-mini",provider="mock"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"gateway_retries_total{reason="overloaded"} 2"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
