@@ -18,4 +18,5 @@ mod config;
 mod errors;
 mod forwarding;
 mod mock_provider;
+mod routing;
 mod streaming;

@@ -180,6 +180,35 @@ keys = ["{}"]
     )
 }
 
+/// A config with one `kind = "openai"` provider per upstream (named `p0`, `p1`, ...), one model
+/// `m` whose deployments are those providers in order (upstream model `up-m`), the given
+/// `[[models]]` extras (`model_extra`, e.g. `strategy = "weighted"`), and project "alpha".
+pub fn multi_config(ups: &[&MockHandle], model_extra: &str, rest: &str) -> String {
+    let mut out = String::from("[server]\nrequest_timeout_secs = 10\n\n[routing]\nbackoff_base_ms = 5\nbackoff_max_ms = 20\n\n");
+    for (i, up) in ups.iter().enumerate() {
+        out.push_str(&format!(
+            "[[providers]]\nname = \"p{i}\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"UPSTREAM_KEY\"\n\n",
+            up.base_url()
+        ));
+    }
+    let deployments: Vec<String> = (0..ups.len())
+        .map(|i| format!("{{ provider = \"p{i}\", model = \"up-m\" }}"))
+        .collect();
+    out.push_str(&format!(
+        "[[models]]\nname = \"m\"\n{model_extra}\ndeployments = [{}]\n\n",
+        deployments.join(", ")
+    ));
+    out.push_str(&format!(
+        "[[projects]]\nname = \"alpha\"\nkeys = [\"{}\"]\n{rest}\n",
+        hashed(KEY)
+    ));
+    out
+}
+
+pub fn m_body() -> Value {
+    serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+}
+
 pub const UPSTREAM_KEY: &str = "sk-upstream-SECRET-0123456789abcdef";
 
 // ---------------------------------------------------------------------------------------------
@@ -337,9 +366,12 @@ enum Behaviour {
     Endless(Duration),
 }
 
+type Headers = Vec<(String, String)>;
+
 pub struct MockUpstream {
     behaviour: Behaviour,
-    fail_first: Option<(usize, StatusCode, String)>,
+    /// The first N requests get this status, body and headers.
+    fail_first: Option<(usize, StatusCode, String, Headers)>,
 }
 
 #[derive(Clone)]
@@ -463,11 +495,26 @@ impl MockUpstream {
     }
 
     /// The first `n` requests fail with `status`.
-    pub fn fail_n(mut self, n: usize, status: u16, body: &str) -> Self {
+    pub fn fail_n(self, n: usize, status: u16, body: &str) -> Self {
+        self.fail_n_with(n, status, body, &[])
+    }
+
+    /// The first `n` requests fail with `status`, `body` and `headers`.
+    pub fn fail_n_with(
+        mut self,
+        n: usize,
+        status: u16,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Self {
         self.fail_first = Some((
             n,
             StatusCode::from_u16(status).expect("status"),
             body.into(),
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         ));
         self
     }
@@ -522,9 +569,9 @@ impl MockUpstream {
             body,
         });
         let n = served.fetch_add(1, Ordering::SeqCst);
-        if let Some((count, status, body)) = &self.fail_first {
+        if let Some((count, status, body, headers)) = &self.fail_first {
             if n < *count {
-                return json_response(*status, body.clone(), &[]);
+                return json_response(*status, body.clone(), headers);
             }
         }
         match self.behaviour.clone() {
