@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 pub use secret::Secret;
 pub use validate::{
-    hash_key, Caller, Cors, Deployment, KeyHash, MockSettings, Model, Project, Provider, Routing,
-    Runtime, ServerSettings,
+    hash_key, Caller, Capabilities, Cors, Deployment, KeyHash, MockSettings, Model, Project,
+    Provider, Routing, Runtime, ServerSettings,
 };
 
 /// Where the config file is looked for when `--config` is not given.
@@ -101,6 +101,9 @@ pub enum Strategy {
     LeastBusy,
     /// Lowest moving average of time to first byte first, exploring now and then.
     LeastLatency,
+    /// Cheapest estimated cost for this request first (deployments without a `price` last),
+    /// ties broken by latency.
+    LeastCost,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +298,23 @@ pub struct DeploymentConfig {
     /// Share of traffic under `strategy = "weighted"`.
     #[serde(default = "one")]
     pub weight: u32,
+    /// USD per million tokens, for `strategy = "least-cost"`.
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
+    /// What the deployment supports, of `vision`, `tools`, `json`, `streaming`; absent: all.
+    /// A request needing something a deployment lacks is never sent there.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// Prompt plus output tokens the model accepts; absent: unlimited.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input: f64,
+    pub output: f64,
 }
 
 fn one() -> u32 {

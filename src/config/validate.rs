@@ -132,6 +132,40 @@ pub struct Deployment {
     pub weight: u32,
     /// `provider/model`: the name in headers, metrics and the health registry.
     pub id: String,
+    /// USD per million (input, output) tokens.
+    pub price: Option<(f64, f64)>,
+    pub capabilities: Capabilities,
+    pub context_window: Option<u64>,
+}
+
+/// What a deployment can do (or a request needs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub vision: bool,
+    pub tools: bool,
+    pub json: bool,
+    pub streaming: bool,
+}
+
+impl Capabilities {
+    pub const ALL: Self = Self {
+        vision: true,
+        tools: true,
+        json: true,
+        streaming: true,
+    };
+
+    /// The first capability `need` has and `self` lacks.
+    pub fn missing(&self, need: &Self) -> Option<&'static str> {
+        [
+            (need.vision && !self.vision, "vision"),
+            (need.tools && !self.tools, "tools"),
+            (need.json && !self.json, "json"),
+            (need.streaming && !self.streaming, "streaming"),
+        ]
+        .into_iter()
+        .find_map(|(lacking, name)| lacking.then_some(name))
+    }
 }
 
 #[derive(Debug)]
@@ -363,6 +397,13 @@ impl Runtime {
                         model: d.model.clone(),
                         weight: d.weight,
                         id: format!("{}/{}", d.provider, d.model),
+                        price: d.price.map(|p| (p.input, p.output)),
+                        capabilities: capabilities(
+                            d.capabilities.as_deref(),
+                            &format!("{at}.deployments[{j}].capabilities"),
+                            &mut errs,
+                        ),
+                        context_window: d.context_window,
                     }),
                     None => errs.push(format!(
                         "{at}.deployments[{j}].provider: unknown provider {:?}",
@@ -371,6 +412,16 @@ impl Runtime {
                 }
                 if d.model.is_empty() {
                     errs.push(format!("{at}.deployments[{j}].model: must not be empty"));
+                }
+                if d.price
+                    .is_some_and(|p| !(p.input >= 0.0 && p.output >= 0.0))
+                {
+                    errs.push(format!("{at}.deployments[{j}].price: prices must be >= 0"));
+                }
+                if d.context_window == Some(0) {
+                    errs.push(format!(
+                        "{at}.deployments[{j}].context_window: must be greater than 0"
+                    ));
                 }
                 if d.weight == 0 {
                     errs.push(format!("{at}.deployments[{j}].weight: must be at least 1"));
@@ -458,6 +509,25 @@ impl Runtime {
             loaded_at,
         })
     }
+}
+
+fn capabilities(names: Option<&[String]>, at: &str, errs: &mut Vec<String>) -> Capabilities {
+    let Some(names) = names else {
+        return Capabilities::ALL;
+    };
+    let mut c = Capabilities::default();
+    for (i, n) in names.iter().enumerate() {
+        match n.as_str() {
+            "vision" => c.vision = true,
+            "tools" => c.tools = true,
+            "json" => c.json = true,
+            "streaming" => c.streaming = true,
+            other => errs.push(format!(
+                "{at}[{i}]: unknown capability {other:?} (known: vision, tools, json, streaming)"
+            )),
+        }
+    }
+    c
 }
 
 fn routing_settings(r: &RoutingConfig, errs: &mut Vec<String>) -> Routing {

@@ -345,7 +345,8 @@ async fn chat(
     ctx.stream = chat.is_stream();
     let wants_usage = chat.wants_stream_usage();
     let model = chat.model.clone();
-    let targets = plan(&state, &rt, &caller, &model, &headers)?;
+    let needs = route::Needs::of_chat(&chat);
+    let targets = plan(&state, &rt, &caller, &model, &headers, &needs)?;
     let mut payload = Payload::Chat(chat);
     let (upstream, target) =
         retry::run(&state, &rt, &targets, &mut payload, &headers, ctx, &model).await?;
@@ -371,7 +372,14 @@ async fn embeddings(
 ) -> Result<Reply, Error> {
     let (caller, headers, emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
     let model = emb.model.clone();
-    let targets = plan(&state, &rt, &caller, &model, &headers)?;
+    let targets = plan(
+        &state,
+        &rt,
+        &caller,
+        &model,
+        &headers,
+        &route::Needs::default(),
+    )?;
     let mut payload = Payload::Embeddings(emb);
     let (upstream, target) =
         retry::run(&state, &rt, &targets, &mut payload, &headers, ctx, &model).await?;
@@ -385,13 +393,14 @@ fn plan(
     caller: &Caller,
     model: &str,
     headers: &http::HeaderMap,
+    needs: &route::Needs,
 ) -> Result<Vec<Target>, Error> {
     let pin = headers
         .get("x-gateway-provider")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|p| !p.is_empty());
-    route::plan(rt, &state.health, &caller.project, model, pin)
+    route::plan(rt, &state.health, &caller.project, model, pin, needs)
 }
 
 /// The request body being sent, encoded afresh for each candidate's wire format.

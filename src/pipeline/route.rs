@@ -8,13 +8,105 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::config::{Model, Project, Provider, Runtime, Strategy};
+use crate::api::openai::{ChatRequest, Content};
+use crate::config::{Capabilities, Deployment, Model, Project, Provider, Runtime, Strategy};
 use crate::error::Error;
 use crate::health::Registry;
 
 /// How often `least-latency` tries a deployment other than the fastest, so a recovered one
 /// is noticed.
 const EXPLORE_PROBABILITY: f64 = 0.05;
+
+/// Tokens an image is assumed to cost when estimating a prompt's size.
+const IMAGE_TOKENS: u64 = 800;
+/// Output tokens assumed for a cost estimate when the request sets no maximum.
+const EXPECTED_OUTPUT_TOKENS: u64 = 256;
+
+/// What a request needs from a deployment: capabilities, and room in its context window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    pub caps: Capabilities,
+    /// Estimated prompt tokens (about four characters per token).
+    pub prompt_tokens: u64,
+    /// The request's output limit, if it set one.
+    pub max_tokens: Option<u64>,
+}
+
+impl Needs {
+    pub fn of_chat(req: &ChatRequest) -> Self {
+        let mut caps = Capabilities {
+            streaming: req.is_stream(),
+            ..Capabilities::default()
+        };
+        let mut chars = 0u64;
+        let mut images = 0u64;
+        for m in &req.messages {
+            chars += 16;
+            match &m.content {
+                Some(Content::Text(t)) => chars += t.len() as u64,
+                Some(Content::Parts(parts)) => {
+                    for p in parts {
+                        chars += p.text.as_ref().map_or(0, |t| t.len() as u64);
+                        if p.kind == "image_url" || p.kind == "input_image" {
+                            images += 1;
+                        }
+                    }
+                }
+                None => {}
+            }
+            if let Some(calls) = m.extra.get("tool_calls") {
+                chars += calls.to_string().len() as u64;
+            }
+        }
+        caps.vision = images > 0;
+        caps.tools = req
+            .extra
+            .get("tools")
+            .and_then(|t| t.as_array())
+            .is_some_and(|t| !t.is_empty());
+        caps.json = req
+            .extra
+            .get("response_format")
+            .and_then(|f| f.get("type"))
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| t == "json_object" || t == "json_schema");
+        let max_tokens = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| req.extra.get(*k).and_then(|v| v.as_u64()));
+        Self {
+            caps,
+            prompt_tokens: chars.div_ceil(4) + images * IMAGE_TOKENS,
+            max_tokens,
+        }
+    }
+
+    /// Why `d` cannot serve this request, if it cannot.
+    fn unmet_by(&self, d: &Deployment) -> Option<String> {
+        if let Some(cap) = d.capabilities.missing(&self.caps) {
+            return Some(format!(
+                "'{cap}', which no deployment of this model supports"
+            ));
+        }
+        let needed = self.prompt_tokens + self.max_tokens.unwrap_or(0);
+        match d.context_window {
+            Some(w) if needed > w => Some(format!(
+                "about {needed} tokens (prompt plus max_tokens), more than any deployment's context window"
+            )),
+            _ => None,
+        }
+    }
+
+    /// Estimated USD for this request on `d`; deployments without a price sort last.
+    fn cost(&self, d: &Deployment) -> f64 {
+        match d.price {
+            Some((input, output)) => {
+                let out = self.max_tokens.unwrap_or(EXPECTED_OUTPUT_TOKENS);
+                (self.prompt_tokens as f64 * input + out as f64 * output) / 1e6
+            }
+            None => f64::INFINITY,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -33,6 +125,7 @@ pub fn plan(
     project: &Project,
     model: &str,
     pin: Option<&str>,
+    needs: &Needs,
 ) -> Result<Vec<Target>, Error> {
     if model.is_empty() {
         return Err(Error::invalid("'model' must not be empty", Some("model")));
@@ -43,16 +136,25 @@ pub fn plan(
                 model: model.into(),
             });
         }
-        let mut targets = group(rt, health, m);
+        let mut unmet = None;
+        let mut targets = group(rt, health, m, needs, &mut unmet);
         for &f in &m.fallbacks {
             let Some(fb) = rt.models.get(f) else { continue };
             if project.allows(&fb.name) {
-                for t in group(rt, health, fb) {
+                for t in group(rt, health, fb, needs, &mut unmet) {
                     if !targets.iter().any(|x| x.deployment == t.deployment) {
                         targets.push(t);
                     }
                 }
             }
+        }
+        if targets.is_empty() {
+            let why = unmet.unwrap_or_else(|| "something no deployment offers".into());
+            return Err(Error::InvalidRequest {
+                message: format!("the model '{model}' cannot serve this request: it needs {why}"),
+                param: Some("model".into()),
+                code: "unsupported_by_model",
+            });
         }
         targets
     } else {
@@ -91,10 +193,29 @@ pub fn plan(
     Ok(targets)
 }
 
-/// A group's deployments in the order its strategy picks for this request.
-fn group(rt: &Runtime, health: &Registry, m: &Model) -> Vec<Target> {
+/// A group's deployments that can serve the request, in the order its strategy picks. The
+/// first reason a deployment was passed over is kept in `unmet` for the error message.
+fn group(
+    rt: &Runtime,
+    health: &Registry,
+    m: &Model,
+    needs: &Needs,
+    unmet: &mut Option<String>,
+) -> Vec<Target> {
     let n = m.deployments.len();
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order: Vec<usize> = (0..n)
+        .filter(|&i| match needs.unmet_by(&m.deployments[i]) {
+            Some(why) => {
+                unmet.get_or_insert(why);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let n = order.len();
+    if n == 0 {
+        return Vec::new();
+    }
     match m.strategy {
         Strategy::Priority => {}
         Strategy::RoundRobin => {
@@ -129,6 +250,21 @@ fn group(rt: &Runtime, health: &Registry, m: &Model) -> Vec<Target> {
         }
         Strategy::LeastBusy => {
             order.sort_by_key(|&i| health.get(&m.deployments[i].id).inflight());
+        }
+        Strategy::LeastCost => {
+            let latency = |i: usize| {
+                health
+                    .get(&m.deployments[i].id)
+                    .ewma_ttfb()
+                    .unwrap_or_default()
+            };
+            order.sort_by(|&a, &b| {
+                let (da, db) = (&m.deployments[a], &m.deployments[b]);
+                needs
+                    .cost(da)
+                    .total_cmp(&needs.cost(db))
+                    .then_with(|| latency(a).cmp(&latency(b)))
+            });
         }
         Strategy::LeastLatency => {
             // Never measured sorts first, so every deployment gets measured.

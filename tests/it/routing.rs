@@ -331,3 +331,91 @@ async fn a_provider_can_be_pinned_when_the_project_allows_it() {
     assert_eq!(r.status, 403);
     assert_eq!(r.error_code(), "pin_not_allowed");
 }
+
+/// Three deployments: cheap but text-only with a small context window, mid-priced with
+/// vision, and expensive with everything.
+fn priced_config(cheap: &MockHandle, mid: &MockHandle, dear: &MockHandle) -> String {
+    multi_config(&[cheap, mid, dear], "strategy = \"least-cost\"", "")
+        .replace(
+            "{ provider = \"p0\", model = \"up-m\" }",
+            "{ provider = \"p0\", model = \"up-m\", price = { input = 0.1, output = 0.4 }, capabilities = [\"tools\", \"json\", \"streaming\"], context_window = 1000 }",
+        )
+        .replace(
+            "{ provider = \"p1\", model = \"up-m\" }",
+            "{ provider = \"p1\", model = \"up-m\", price = { input = 1.0, output = 4.0 } }",
+        )
+        .replace(
+            "{ provider = \"p2\", model = \"up-m\" }",
+            "{ provider = \"p2\", model = \"up-m\", price = { input = 5.0, output = 15.0 } }",
+        )
+}
+
+#[tokio::test]
+async fn least_cost_picks_the_cheapest_deployment_that_can_serve_the_request() {
+    let (cheap, mid, dear) = (
+        MockUpstream::openai().start().await,
+        MockUpstream::openai().start().await,
+        MockUpstream::openai().start().await,
+    );
+    let gw = spawn_gateway_env(
+        &priced_config(&cheap, &mid, &dear),
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+    )
+    .await;
+    let url = gw.url("/v1/chat/completions");
+
+    let r = chat_m(&gw).await;
+    assert_eq!(
+        r.header("x-gateway-deployment"),
+        Some("p0/up-m"),
+        "plain text goes to the cheapest"
+    );
+
+    let image = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
+    let r = post_json(&url, Some(KEY), &image).await;
+    assert_eq!(
+        r.header("x-gateway-deployment"),
+        Some("p1/up-m"),
+        "an image skips the text-only one"
+    );
+    assert_eq!(
+        cheap.requests().len(),
+        1,
+        "the image never reached the text-only deployment"
+    );
+
+    let long =
+        json!({"model": "m", "messages": [{"role": "user", "content": "word ".repeat(2000)}]});
+    let r = post_json(&url, Some(KEY), &long).await;
+    assert_eq!(
+        r.header("x-gateway-deployment"),
+        Some("p1/up-m"),
+        "a large prompt skips the small window"
+    );
+    assert_eq!(dear.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn a_request_no_deployment_can_serve_gets_a_clear_400() {
+    let a = MockUpstream::openai().start().await;
+    let cfg = multi_config(&[&a], "", "").replace(
+        "{ provider = \"p0\", model = \"up-m\" }",
+        "{ provider = \"p0\", model = \"up-m\", capabilities = [\"streaming\"] }",
+    );
+    let gw = spawn_gateway_env(&cfg, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]});
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "unsupported_by_model");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("vision"));
+    assert!(
+        a.requests().is_empty(),
+        "images are never silently dropped or sent where unsupported"
+    );
+}
