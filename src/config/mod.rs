@@ -287,6 +287,12 @@ pub struct ModelConfig {
     /// Model groups tried, in order, when every deployment of this one failed.
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// Groups (with larger context windows) tried when a provider says the prompt is too long.
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<String>,
+    /// Groups tried when a provider refuses the request under its content policy.
+    #[serde(default)]
+    pub content_policy_fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -121,6 +121,8 @@ pub struct Model {
     pub strategy: Strategy,
     /// Indexes into `Runtime::models`.
     pub fallbacks: Vec<usize>,
+    pub context_window_fallbacks: Vec<usize>,
+    pub content_policy_fallbacks: Vec<usize>,
     /// Where the next round-robin request starts.
     pub next: AtomicUsize,
 }
@@ -432,28 +434,37 @@ impl Runtime {
                 deployments,
                 strategy: m.strategy,
                 fallbacks: Vec::new(),
+                context_window_fallbacks: Vec::new(),
+                content_policy_fallbacks: Vec::new(),
                 next: AtomicUsize::new(0),
             }));
         }
         // Fallbacks name other groups, so they resolve once every group is known.
         for (i, m) in config.models.iter().enumerate() {
-            let mut fallbacks = Vec::new();
-            for (j, name) in m.fallbacks.iter().enumerate() {
-                match model_index.get(name) {
-                    Some(&k) if k != i => fallbacks.push(k),
-                    Some(_) => errs.push(format!(
-                        "models[{i}].fallbacks[{j}]: a model cannot fall back to itself"
-                    )),
-                    None => errs.push(format!(
-                        "models[{i}].fallbacks[{j}]: unknown model {name:?}"
-                    )),
+            let mut resolve = |field: &str, names: &[String]| -> Vec<usize> {
+                let mut out = Vec::new();
+                for (j, name) in names.iter().enumerate() {
+                    match model_index.get(name) {
+                        Some(&k) if k != i => out.push(k),
+                        Some(_) => errs.push(format!(
+                            "models[{i}].{field}[{j}]: a model cannot fall back to itself"
+                        )),
+                        None => {
+                            errs.push(format!("models[{i}].{field}[{j}]: unknown model {name:?}"))
+                        }
+                    }
                 }
-            }
+                out
+            };
+            let fallbacks = resolve("fallbacks", &m.fallbacks);
+            let context = resolve("context_window_fallbacks", &m.context_window_fallbacks);
+            let policy = resolve("content_policy_fallbacks", &m.content_policy_fallbacks);
             if let Some(model) = models.get_mut(i).and_then(Arc::get_mut) {
                 model.fallbacks = fallbacks;
+                model.context_window_fallbacks = context;
+                model.content_policy_fallbacks = policy;
             }
         }
-
         let mut projects = Vec::new();
         let mut names = HashSet::new();
         let mut keys = KeyIndex::default();

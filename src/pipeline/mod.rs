@@ -346,10 +346,10 @@ async fn chat(
     let wants_usage = chat.wants_stream_usage();
     let model = chat.model.clone();
     let needs = route::Needs::of_chat(&chat);
-    let targets = plan(&state, &rt, &caller, &model, &headers, &needs)?;
+    let plan = plan(&state, &rt, &caller, &model, &headers, &needs)?;
     let mut payload = Payload::Chat(chat);
     let (upstream, target) =
-        retry::run(&state, &rt, &targets, &mut payload, &headers, ctx, &model).await?;
+        retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
     let is_sse = upstream
         .headers
         .get(header::CONTENT_TYPE)
@@ -361,7 +361,7 @@ async fn chat(
             wants_usage,
         });
     }
-    buffered(upstream, target, rt.server.request_timeout, ctx.started).await
+    buffered(upstream, &target, rt.server.request_timeout, ctx.started).await
 }
 
 async fn embeddings(
@@ -372,7 +372,7 @@ async fn embeddings(
 ) -> Result<Reply, Error> {
     let (caller, headers, emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
     let model = emb.model.clone();
-    let targets = plan(
+    let plan = plan(
         &state,
         &rt,
         &caller,
@@ -382,8 +382,8 @@ async fn embeddings(
     )?;
     let mut payload = Payload::Embeddings(emb);
     let (upstream, target) =
-        retry::run(&state, &rt, &targets, &mut payload, &headers, ctx, &model).await?;
-    buffered(upstream, target, rt.server.request_timeout, ctx.started).await
+        retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
+    buffered(upstream, &target, rt.server.request_timeout, ctx.started).await
 }
 
 /// Stage 4: the candidates for this request, honouring an `x-gateway-provider` pin.
@@ -394,7 +394,7 @@ fn plan(
     model: &str,
     headers: &http::HeaderMap,
     needs: &route::Needs,
-) -> Result<Vec<Target>, Error> {
+) -> Result<route::Plan, Error> {
     let pin = headers
         .get("x-gateway-provider")
         .and_then(|v| v.to_str().ok())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 
 use super::forward::{self, Upstream};
-use super::route::Target;
+use super::route::{Plan, Target};
 use super::{Ctx, Payload};
 use crate::config::{Routing, Runtime};
 use crate::error::Error;
@@ -197,23 +197,26 @@ impl RetryBudget {
 /// deployment is tried again, and giving up when attempts, the retry budget or the request
 /// deadline run out. Only response headers are awaited here, so nothing is retried once a
 /// byte has gone to the client. Returns the response and the candidate that produced it.
-pub(super) async fn run<'t>(
+pub(super) async fn run(
     state: &AppState,
     rt: &Runtime,
-    targets: &'t [Target],
+    plan: Plan,
     payload: &mut Payload,
     headers: &HeaderMap,
     ctx: &mut Ctx,
     model: &str,
-) -> Result<(Upstream, &'t Target), Error> {
+) -> Result<(Upstream, Target), Error> {
     let routing = &rt.routing;
     let deadline = ctx.started + rt.server.request_timeout;
     state.retry_budget.deposit(routing);
+    let mut targets = plan.targets;
+    let mut on_context_length = plan.on_context_length;
+    let mut on_policy = plan.on_policy;
     let mut tried = vec![0u32; targets.len()];
     let mut last: Option<(Error, Class, Option<Duration>)> = None;
-    let mut previous: Option<usize> = None;
+    let mut previous_group: Option<String> = None;
     for attempt in 0..routing.max_attempts {
-        let Some((i, admission)) = choose(state, targets, &tried, attempt == 0) else {
+        let Some((i, admission)) = choose(state, &targets, &tried, attempt == 0) else {
             break;
         };
         let target = &targets[i];
@@ -246,17 +249,14 @@ pub(super) async fn run<'t>(
                 .retries
                 .with_label_values(&[class.as_str()])
                 .inc();
-            if let (Some(from), Some(to)) = (
-                previous.and_then(|p| targets[p].group.as_deref()),
-                target.group.as_deref(),
-            ) {
+            if let (Some(from), Some(to)) = (previous_group.as_deref(), target.group.as_deref()) {
                 if from != to {
                     state.metrics.fallbacks.with_label_values(&[from, to]).inc();
                 }
             }
         }
         tried[i] += 1;
-        previous = Some(i);
+        previous_group.clone_from(&target.group);
         ctx.set_target(model, target);
         let req = payload.encode(target)?;
         let timeout = routing
@@ -287,7 +287,7 @@ pub(super) async fn run<'t>(
                         .set(0);
                 }
                 ctx.error_class = None;
-                return Ok((up, target));
+                return Ok((up, target.clone()));
             }
             Err(e) => {
                 let (class, retry_after) = classify(&e);
@@ -297,8 +297,20 @@ pub(super) async fn run<'t>(
                     .inc();
                 ctx.error_class = Some(class.as_str());
                 if !class.moves_on() {
-                    // The request is at fault, not the deployment: no retry, no penalty.
-                    return Err(e);
+                    // The request is at fault, not the deployment: no retry, no penalty; but a
+                    // prompt too long or refused by policy may suit the groups set aside for it.
+                    let switch = match class {
+                        Class::ContextLength => std::mem::take(&mut on_context_length),
+                        Class::Policy => std::mem::take(&mut on_policy),
+                        _ => Vec::new(),
+                    };
+                    if switch.is_empty() {
+                        return Err(e);
+                    }
+                    tried = vec![0; switch.len()];
+                    targets = switch;
+                    last = Some((e, class, None));
+                    continue;
                 }
                 let pool = target.provider.keys.len();
                 if class.blames_key() {

@@ -118,7 +118,15 @@ pub struct Target {
     pub group: Option<String>,
 }
 
-/// The candidates for `model`, best first.
+/// The candidates for a request, best first, and the groups to switch to when a provider
+/// says the prompt is too long or refuses it under its content policy.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub targets: Vec<Target>,
+    pub on_context_length: Vec<Target>,
+    pub on_policy: Vec<Target>,
+}
+
 pub fn plan(
     rt: &Runtime,
     health: &Registry,
@@ -126,11 +134,11 @@ pub fn plan(
     model: &str,
     pin: Option<&str>,
     needs: &Needs,
-) -> Result<Vec<Target>, Error> {
+) -> Result<Plan, Error> {
     if model.is_empty() {
         return Err(Error::invalid("'model' must not be empty", Some("model")));
     }
-    let mut targets = if let Some(m) = rt.model(model) {
+    let mut plan = if let Some(m) = rt.model(model) {
         if !project.allows(model) {
             return Err(Error::ModelNotAllowed {
                 model: model.into(),
@@ -138,16 +146,15 @@ pub fn plan(
         }
         let mut unmet = None;
         let mut targets = group(rt, health, m, needs, &mut unmet);
-        for &f in &m.fallbacks {
-            let Some(fb) = rt.models.get(f) else { continue };
-            if project.allows(&fb.name) {
-                for t in group(rt, health, fb, needs, &mut unmet) {
-                    if !targets.iter().any(|x| x.deployment == t.deployment) {
-                        targets.push(t);
-                    }
-                }
-            }
-        }
+        extend(
+            &mut targets,
+            rt,
+            health,
+            project,
+            &m.fallbacks,
+            needs,
+            &mut unmet,
+        );
         if targets.is_empty() {
             let why = unmet.unwrap_or_else(|| "something no deployment offers".into());
             return Err(Error::InvalidRequest {
@@ -156,7 +163,33 @@ pub fn plan(
                 code: "unsupported_by_model",
             });
         }
-        targets
+        let mut on_context_length = Vec::new();
+        let groups = &m.context_window_fallbacks;
+        extend(
+            &mut on_context_length,
+            rt,
+            health,
+            project,
+            groups,
+            needs,
+            &mut unmet,
+        );
+        let mut on_policy = Vec::new();
+        let groups = &m.content_policy_fallbacks;
+        extend(
+            &mut on_policy,
+            rt,
+            health,
+            project,
+            groups,
+            needs,
+            &mut unmet,
+        );
+        Plan {
+            targets,
+            on_context_length,
+            on_policy,
+        }
     } else {
         let Some((p, upstream)) = model
             .split_once('/')
@@ -171,26 +204,58 @@ pub fn plan(
                 model: model.into(),
             });
         }
-        vec![Target {
-            provider: p.clone(),
-            upstream_model: upstream.to_string(),
-            deployment: model.to_string(),
-            group: None,
-        }]
+        Plan {
+            targets: vec![Target {
+                provider: p.clone(),
+                upstream_model: upstream.to_string(),
+                deployment: model.to_string(),
+                group: None,
+            }],
+            ..Plan::default()
+        }
     };
     if let Some(pin) = pin {
         if !project.allow_provider_pin {
             return Err(Error::PinNotAllowed);
         }
-        targets.retain(|t| t.provider.name == pin);
-        if targets.is_empty() {
+        for list in [
+            &mut plan.targets,
+            &mut plan.on_context_length,
+            &mut plan.on_policy,
+        ] {
+            list.retain(|t| t.provider.name == pin);
+        }
+        if plan.targets.is_empty() {
             return Err(Error::invalid(
                 format!("no deployment of '{model}' is on provider '{pin}' (x-gateway-provider)"),
                 Some("model"),
             ));
         }
     }
-    Ok(targets)
+    Ok(plan)
+}
+
+/// Appends the deployments of the model groups `groups` the project may use, skipping any
+/// deployment already listed.
+fn extend(
+    targets: &mut Vec<Target>,
+    rt: &Runtime,
+    health: &Registry,
+    project: &Project,
+    groups: &[usize],
+    needs: &Needs,
+    unmet: &mut Option<String>,
+) {
+    for &g in groups {
+        let Some(m) = rt.models.get(g) else { continue };
+        if project.allows(&m.name) {
+            for t in group(rt, health, m, needs, unmet) {
+                if !targets.iter().any(|x| x.deployment == t.deployment) {
+                    targets.push(t);
+                }
+            }
+        }
+    }
 }
 
 /// A group's deployments that can serve the request, in the order its strategy picks. The

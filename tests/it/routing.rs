@@ -419,3 +419,26 @@ async fn a_request_no_deployment_can_serve_gets_a_clear_400() {
         "images are never silently dropped or sent where unsupported"
     );
 }
+
+#[tokio::test]
+async fn prompts_too_long_or_refused_switch_to_the_groups_set_aside_for_that() {
+    let small = MockUpstream::openai()
+        .reply(400, r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#)
+        .start()
+        .await;
+    let big = MockUpstream::openai().start().await;
+    let cfg = multi_config(&[&small, &big], "context_window_fallbacks = [\"big\"]\ncontent_policy_fallbacks = [\"big\"]", "")
+        .replace(
+            "deployments = [{ provider = \"p0\", model = \"up-m\" }, { provider = \"p1\", model = \"up-m\" }]",
+            "deployments = [{ provider = \"p0\", model = \"up-m\" }]",
+        )
+        .replace("[[projects]]", "[[models]]\nname = \"big\"\ndeployments = [{ provider = \"p1\", model = \"up-big\" }]\n\n[[projects]]");
+    let gw = spawn_gateway_env(&cfg, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    let r = chat_m(&gw).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-deployment"), Some("p1/up-big"));
+    assert_eq!(big.last().json()["model"], "up-big");
+    assert!(metrics(&gw)
+        .await
+        .contains(r#"gateway_fallbacks_total{from="m",to="big"} 1"#));
+}
