@@ -5,6 +5,7 @@
 //! `mock` is the exception that proves the rule: it speaks the OpenAI wire format but answers
 //! in-process, so `forward` hands it the encoded request instead of a socket.
 
+pub mod anthropic;
 pub mod mock;
 pub mod openai;
 
