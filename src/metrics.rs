@@ -30,6 +30,7 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub fallbacks: IntCounterVec,
     pub cooldown: IntGaugeVec,
+    pub cache_requests: IntCounterVec,
     passthrough_models: Mutex<HashSet<String>>,
 }
 
@@ -98,6 +99,14 @@ impl Metrics {
             ),
             &["deployment"],
         )?;
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "gateway_cache_requests_total",
+                "Chat requests of projects that use the response cache: hit, miss, or bypass \
+                 (Cache-Control: no-cache / no-store).",
+            ),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "gateway_build_info",
@@ -118,6 +127,7 @@ impl Metrics {
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(fallbacks.clone()))?;
         registry.register(Box::new(cooldown.clone()))?;
+        registry.register(Box::new(cache_requests.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -131,6 +141,7 @@ impl Metrics {
             retries,
             fallbacks,
             cooldown,
+            cache_requests,
             passthrough_models: Mutex::new(HashSet::new()),
         })
     }

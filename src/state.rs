@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::Cache;
 use crate::config::Runtime;
 use crate::health::Registry;
 use crate::metrics::Metrics;
@@ -28,18 +29,21 @@ pub struct AppState {
     pub metrics: Metrics,
     pub health: Registry,
     pub retry_budget: RetryBudget,
+    pub cache: Cache,
     pub tasks: TaskTracker,
     ready: AtomicBool,
 }
 
 impl AppState {
     pub fn new(runtime: Runtime) -> Result<Arc<Self>, String> {
+        let (cache_bytes, cache_ttl) = runtime.cache;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             client: http_client()?,
             metrics: Metrics::new().map_err(|e| format!("metrics: {e}"))?,
             health: Registry::default(),
             retry_budget: RetryBudget::default(),
+            cache: Cache::new(cache_bytes, cache_ttl),
             tasks: TaskTracker::new(),
             ready: AtomicBool::new(false),
         }))

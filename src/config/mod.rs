@@ -25,7 +25,14 @@ pub use validate::{
 pub const DEFAULT_PATH: &str = "gateway.toml";
 
 /// The top-level sections an environment override may touch (`GATEWAY_SERVER__LISTEN=...`).
-const ENV_SECTIONS: &[&str] = &["server", "providers", "models", "projects", "routing"];
+const ENV_SECTIONS: &[&str] = &[
+    "server",
+    "providers",
+    "models",
+    "projects",
+    "routing",
+    "cache",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +47,27 @@ pub struct Config {
     pub projects: Vec<ProjectConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The response cache's bounds; projects opt in with `cache = true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory the cached responses may take, in bytes (shared by all projects).
+    pub max_bytes: u64,
+    /// How long a response may be served from the cache.
+    pub ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            ttl_secs: 300,
+        }
+    }
 }
 
 /// Retries, backoff, cooldowns and the retry budget: how the gateway routes around failing
@@ -340,6 +368,9 @@ pub struct ProjectConfig {
     /// Whether requests may pin a provider with the `x-gateway-provider` header.
     #[serde(default)]
     pub allow_provider_pin: bool,
+    /// Serve repeated identical chat requests from the response cache.
+    #[serde(default)]
+    pub cache: bool,
 }
 
 fn all_models() -> Vec<String> {

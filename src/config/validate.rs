@@ -29,6 +29,8 @@ pub struct Runtime {
     model_index: HashMap<String, usize>,
     keys: KeyIndex,
     pub routing: Routing,
+    /// Response cache bounds: (bytes, time to live).
+    pub cache: (u64, Duration),
     /// Unix time the config was loaded; the `created` of listed models.
     pub loaded_at: u64,
 }
@@ -175,6 +177,7 @@ pub struct Project {
     pub name: String,
     pub models: Vec<String>,
     pub allow_provider_pin: bool,
+    pub cache: bool,
 }
 
 impl Project {
@@ -497,6 +500,7 @@ impl Runtime {
                 name: p.name.clone(),
                 models: p.models.clone(),
                 allow_provider_pin: p.allow_provider_pin,
+                cache: p.cache,
             }));
         }
 
@@ -517,6 +521,10 @@ impl Runtime {
             model_index,
             keys,
             routing,
+            cache: (
+                config.cache.max_bytes,
+                Duration::from_secs(config.cache.ttl_secs),
+            ),
             loaded_at,
         })
     }

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 
 use crate::api::openai::{self, ChatRequest, EmbeddingsRequest, ModelList, ModelObject, Usage};
 use crate::body::{self, full, Body};
+use crate::cache;
 use crate::config::validate::Caller;
 use crate::config::{Cors, Runtime};
 use crate::error::Error;
@@ -49,6 +50,8 @@ pub struct Ctx {
     upstream_sent: Option<Instant>,
     /// Upstream attempts made (retries and fallbacks included).
     attempts: u32,
+    /// Response cache outcome (hit, miss, bypass) when the project uses the cache.
+    cache: Option<&'static str>,
     /// The class of the last failed upstream attempt, for the access log and
     /// `x-gateway-error-class`.
     error_class: Option<&'static str>,
@@ -71,6 +74,7 @@ impl Ctx {
             deployment: None,
             upstream_sent: None,
             attempts: 0,
+            cache: None,
             error_class: None,
             finished: false,
         }
@@ -266,6 +270,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let deployment = ctx.deployment.clone();
     let attempts = ctx.attempts;
     let error_class = ctx.error_class;
+    let cache_result = ctx.cache;
     let succeeded = result.is_ok();
     let mut resp = match result {
         Ok(Reply::Full(resp, usage)) => {
@@ -321,6 +326,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         resp.headers_mut()
             .insert("x-gateway-attempts", HeaderValue::from(attempts));
     }
+    if let Some(result) = cache_result {
+        resp.headers_mut()
+            .insert("x-gateway-cache", HeaderValue::from_static(result));
+    }
     if let (false, Some(class)) = (succeeded, error_class) {
         resp.headers_mut()
             .insert("x-gateway-error-class", HeaderValue::from_static(class));
@@ -347,6 +356,19 @@ async fn chat(
     let model = chat.model.clone();
     let needs = route::Needs::of_chat(&chat);
     let plan = plan(&state, &rt, &caller, &model, &headers, &needs)?;
+
+    let directives = cache::Directives::of(&headers);
+    let cache_key = caller
+        .project
+        .cache
+        .then(|| cache::key(&caller.project.name, &model, &chat))
+        .flatten();
+    if let Some(key) = &cache_key {
+        if let Some(reply) = cached(&state, key, directives, wants_usage, &model, ctx) {
+            return Ok(reply);
+        }
+    }
+
     let mut payload = Payload::Chat(chat);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
@@ -361,7 +383,65 @@ async fn chat(
             wants_usage,
         });
     }
-    buffered(upstream, &target, rt.server.request_timeout, ctx.started).await
+    let (resp, usage, body) =
+        buffered(upstream, &target, rt.server.request_timeout, ctx.started).await?;
+    if let Some(key) = cache_key.filter(|_| directives.store && resp.status() == StatusCode::OK) {
+        state.cache.insert(
+            key,
+            cache::Entry {
+                body,
+                usage,
+                provider: target.provider.name.clone(),
+                deployment: target.deployment.clone(),
+            },
+        );
+    }
+    Ok(Reply::Full(resp, usage))
+}
+
+/// A cache hit as a reply (a plain completion, or replayed as a stream), or None on a miss.
+/// Either way the outcome is counted and reported in `x-gateway-cache`.
+fn cached(
+    state: &AppState,
+    key: &[u8; 32],
+    directives: cache::Directives,
+    wants_usage: bool,
+    model: &str,
+    ctx: &mut Ctx,
+) -> Option<Reply> {
+    let hit = directives.lookup.then(|| state.cache.get(key)).flatten();
+    let result = match (&hit, directives.lookup) {
+        (Some(_), _) => "hit",
+        (None, true) => "miss",
+        (None, false) => "bypass",
+    };
+    ctx.cache = Some(result);
+    state
+        .metrics
+        .cache_requests
+        .with_label_values(&[result])
+        .inc();
+    let hit = hit?;
+    ctx.model = Some(if model.contains('/') {
+        state.metrics.passthrough_model_label(model)
+    } else {
+        model.to_string()
+    });
+    ctx.provider = Some(hit.provider.clone());
+    ctx.deployment = Some(hit.deployment.clone());
+    let (body, content_type) = if ctx.stream {
+        (
+            cache::replay_as_stream(&hit.body, wants_usage)?,
+            "text/event-stream",
+        )
+    } else {
+        (hit.body.clone(), "application/json")
+    };
+    let mut resp = Response::new(full(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // A hit costs no provider tokens: no usage is recorded against the project.
+    Some(Reply::Full(resp, None))
 }
 
 async fn embeddings(
@@ -383,7 +463,9 @@ async fn embeddings(
     let mut payload = Payload::Embeddings(emb);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
-    buffered(upstream, &target, rt.server.request_timeout, ctx.started).await
+    let (resp, usage, _) =
+        buffered(upstream, &target, rt.server.request_timeout, ctx.started).await?;
+    Ok(Reply::Full(resp, usage))
 }
 
 /// Stage 4: the candidates for this request, honouring an `x-gateway-provider` pin.
@@ -440,13 +522,14 @@ async fn parse<T: serde::de::DeserializeOwned>(
     Ok((caller, parts.headers, openai::parse_json(&bytes)?))
 }
 
-/// Reads a whole successful upstream body (within the deadline) and passes it on unchanged.
+/// Reads a whole successful upstream body (within the deadline) and passes it on unchanged;
+/// also returns its usage and (a cheap handle to) the body itself.
 async fn buffered(
     upstream: Upstream,
     target: &Target,
     timeout: Duration,
     started: Instant,
-) -> Result<Reply, Error> {
+) -> Result<(Response<Body>, Option<Usage>, Bytes), Error> {
     let remaining = timeout.saturating_sub(started.elapsed());
     let collected = tokio::time::timeout(
         remaining,
@@ -479,11 +562,11 @@ async fn buffered(
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or(HeaderValue::from_static("application/json"));
-    let mut resp = Response::new(full(collected));
+    let mut resp = Response::new(full(collected.clone()));
     *resp.status_mut() = upstream.status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
-    Ok(Reply::Full(resp, usage))
+    Ok((resp, usage, collected))
 }
 
 /// The `usage` object of a response body. It sits at the end, so it is found from the back and

@@ -13,6 +13,7 @@ mod support;
 mod admin;
 mod auth;
 mod binary;
+mod cache;
 mod chat;
 mod config;
 mod errors;
