@@ -442,3 +442,53 @@ async fn prompts_too_long_or_refused_switch_to_the_groups_set_aside_for_that() {
         .await
         .contains(r#"gateway_fallbacks_total{from="m",to="big"} 1"#));
 }
+
+#[tokio::test]
+async fn least_latency_prefers_the_faster_deployment() {
+    let slow = MockUpstream::openai()
+        .delay(Duration::from_millis(60))
+        .start()
+        .await;
+    let fast = MockUpstream::openai().start().await;
+    let gw = gw(&[&slow, &fast], "strategy = \"least-latency\"", "").await;
+    for _ in 0..40 {
+        assert_eq!(chat_m(&gw).await.status, 200);
+    }
+    // Each is measured once, then the fast one wins, bar the occasional exploration.
+    assert!(
+        fast.requests().len() >= 32,
+        "fast got {} of 40",
+        fast.requests().len()
+    );
+    assert!(!slow.requests().is_empty());
+}
+
+#[tokio::test]
+async fn least_busy_spreads_concurrent_requests() {
+    let a = MockUpstream::openai()
+        .delay(Duration::from_millis(100))
+        .start()
+        .await;
+    let b = MockUpstream::openai()
+        .delay(Duration::from_millis(100))
+        .start()
+        .await;
+    let gw = gw(&[&a, &b], "strategy = \"least-busy\"", "").await;
+    let url = gw.url("/v1/chat/completions");
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        handles.push(tokio::spawn(async move {
+            post_json(&url, Some(KEY), &m_body()).await
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap().status, 200);
+    }
+    let (na, nb) = (a.requests().len(), b.requests().len());
+    assert_eq!(na + nb, 8);
+    assert!(
+        na >= 3 && nb >= 3,
+        "{na} / {nb}: in-flight requests are spread"
+    );
+}

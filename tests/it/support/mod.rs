@@ -372,6 +372,8 @@ pub struct MockUpstream {
     behaviour: Behaviour,
     /// The first N requests get this status, body and headers.
     fail_first: Option<(usize, StatusCode, String, Headers)>,
+    /// Pause before every answer.
+    delay: Duration,
 }
 
 #[derive(Clone)]
@@ -441,7 +443,14 @@ impl MockUpstream {
                 vec![],
             ),
             fail_first: None,
+            delay: Duration::ZERO,
         }
+    }
+
+    /// Pauses before every answer.
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
     }
 
     pub fn reply(mut self, status: u16, body: &str) -> Self {
@@ -569,6 +578,9 @@ impl MockUpstream {
             body,
         });
         let n = served.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         if let Some((count, status, body, headers)) = &self.fail_first {
             if n < *count {
                 return json_response(*status, body.clone(), headers);
