@@ -184,7 +184,9 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn succeeded(mut self, ttfb: Option<Duration>) {
+    /// Records success; the admission still counts the request in flight until dropped (a
+    /// stream is busy until it ends).
+    pub fn succeeded(&mut self, ttfb: Option<Duration>) {
         self.probe = false;
         self.health.succeeded(ttfb);
     }
@@ -281,9 +283,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         // A probe dropped unresolved gives the probe back.
         drop(h.admit().unwrap());
-        let probe = h.admit().unwrap();
+        let mut probe = h.admit().unwrap();
         assert_eq!(h.inflight(), 1);
         probe.succeeded(Some(Duration::from_millis(3)));
+        assert_eq!(h.inflight(), 1, "still in flight until dropped");
+        drop(probe);
         assert_eq!(h.inflight(), 0);
         assert!(h.admit().is_ok());
         assert_eq!(h.ewma_ttfb(), Some(Duration::from_millis(3)));

@@ -122,6 +122,20 @@ async fn accept_loop(
     Ok(())
 }
 
+/// Cooldowns end by the clock, not by an event: the gauge is read off the health registry at
+/// scrape time so an idle deployment does not show as cooling forever.
+fn refresh_cooldown_gauges(state: &AppState) {
+    let rt = state.runtime();
+    for d in rt.models.iter().flat_map(|m| m.deployments.iter()) {
+        let cooling = state.health.get(&d.id).cooling_for().is_some();
+        state
+            .metrics
+            .cooldown
+            .with_label_values(&[&d.id])
+            .set(i64::from(cooling));
+    }
+}
+
 /// The admin listener: metrics and health. No client data is reachable here.
 fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -135,11 +149,14 @@ fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
         return resp;
     }
     let (status, content_type, body): (StatusCode, &'static str, Bytes) = match req.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            Bytes::from(state.metrics.render()),
-        ),
+        "/metrics" => {
+            refresh_cooldown_gauges(state);
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(state.metrics.render()),
+            )
+        }
         "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         "/readyz" if state.is_ready() => {
             (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))

@@ -83,9 +83,10 @@ pub struct RoutingConfig {
     pub backoff_max_ms: u64,
     /// The longest `Retry-After` the gateway waits out itself; longer ones go to the client.
     pub max_retry_after_secs: u64,
-    /// Time to response headers for one attempt (the whole request stays bounded by
-    /// `server.request_timeout_secs`).
-    pub attempt_timeout_secs: u64,
+    /// Time to response headers for one attempt; absent: `server.request_timeout_secs` (which
+    /// bounds the whole request in any case). A non-streaming answer only has headers once it
+    /// is generated, so keep this above the longest generation you expect.
+    pub attempt_timeout_secs: Option<u64>,
     /// A deployment (or key) failing this many times within `failure_window_secs` is skipped
     /// for `cooldown_secs`, then probed with a single request.
     pub cooldown_failures: u32,
@@ -104,7 +105,7 @@ impl Default for RoutingConfig {
             backoff_base_ms: 100,
             backoff_max_ms: 2_000,
             max_retry_after_secs: 10,
-            attempt_timeout_secs: 120,
+            attempt_timeout_secs: None,
             cooldown_failures: 3,
             failure_window_secs: 30,
             cooldown_secs: 15,

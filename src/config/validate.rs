@@ -553,7 +553,7 @@ fn routing_settings(r: &RoutingConfig, errs: &mut Vec<String>) -> Routing {
     if r.max_attempts == 0 {
         errs.push("routing.max_attempts: must be at least 1".into());
     }
-    if r.attempt_timeout_secs == 0 {
+    if r.attempt_timeout_secs == Some(0) {
         errs.push("routing.attempt_timeout_secs: must be greater than 0".into());
     }
     if r.backoff_base_ms > r.backoff_max_ms {
@@ -570,7 +570,9 @@ fn routing_settings(r: &RoutingConfig, errs: &mut Vec<String>) -> Routing {
         backoff_base: Duration::from_millis(r.backoff_base_ms),
         backoff_max: Duration::from_millis(r.backoff_max_ms),
         max_retry_after: Duration::from_secs(r.max_retry_after_secs),
-        attempt_timeout: Duration::from_secs(r.attempt_timeout_secs.max(1)),
+        attempt_timeout: r
+            .attempt_timeout_secs
+            .map_or(Duration::MAX, |s| Duration::from_secs(s.max(1))),
         cooldown_failures: r.cooldown_failures.max(1),
         failure_window: Duration::from_secs(r.failure_window_secs),
         cooldown: Duration::from_secs(r.cooldown_secs),

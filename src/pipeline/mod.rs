@@ -50,6 +50,8 @@ pub struct Ctx {
     upstream_sent: Option<Instant>,
     /// Upstream attempts made (retries and fallbacks included).
     attempts: u32,
+    /// The deployment serving the response, counted in flight until the response ends.
+    admission: Option<crate::health::Admission>,
     /// Response cache outcome (hit, miss, bypass) when the project uses the cache.
     cache: Option<&'static str>,
     /// The class of the last failed upstream attempt, for the access log and
@@ -74,6 +76,7 @@ impl Ctx {
             deployment: None,
             upstream_sent: None,
             attempts: 0,
+            admission: None,
             cache: None,
             error_class: None,
             finished: false,
@@ -715,7 +718,7 @@ fn finish_headers(
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(
-                "x-request-id, x-gateway-provider, x-gateway-deployment, x-gateway-upstream-status, retry-after",
+                "x-request-id, x-gateway-provider, x-gateway-deployment, x-gateway-upstream-status, x-gateway-attempts, x-gateway-error-class, x-gateway-cache, retry-after",
             ),
         );
     }

@@ -80,7 +80,8 @@ pub fn classify(err: &Error) -> (Class, Option<Duration>) {
             let has = |words: &[&str]| words.iter().any(|w| body.contains(w));
             let class = match f.status.as_u16() {
                 429 => Class::RateLimited,
-                401 => Class::Auth,
+                // 402: the provider account is out of credit; another provider may not be.
+                401 | 402 => Class::Auth,
                 403 if has(&["quota", "rate limit", "rate_limit", "too many requests"]) => {
                     Class::RateLimited
                 }
@@ -213,27 +214,41 @@ pub(super) async fn run(
     let mut on_context_length = plan.on_context_length;
     let mut on_policy = plan.on_policy;
     let mut tried = vec![0u32; targets.len()];
+    // Candidates that cannot succeed for this request whatever the wait (unknown model,
+    // refused credentials with no other key).
+    let mut dead = vec![false; targets.len()];
     let mut last: Option<(Error, Class, Option<Duration>)> = None;
     let mut previous_group: Option<String> = None;
     for attempt in 0..routing.max_attempts {
-        let Some((i, admission)) = choose(state, &targets, &tried, attempt == 0) else {
+        let mut chosen = choose(state, &targets, &tried, &dead, attempt == 0);
+        if chosen.is_none() {
+            // Everything left is resting. If the provider asked for a short pause, wait for
+            // the first to come back rather than give up.
+            let soonest = targets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !dead[*i])
+                .filter_map(|(_, t)| state.health.get(&t.deployment).cooling_for())
+                .min();
+            let asked = last.as_ref().and_then(|l| l.2);
+            if let (Some(wait), Some(_)) = (soonest, asked) {
+                if wait <= routing.max_retry_after && Instant::now() + wait < deadline {
+                    tokio::time::sleep(wait).await;
+                    chosen = choose(state, &targets, &tried, &dead, false);
+                }
+            }
+        }
+        let Some((i, mut admission)) = chosen else {
             break;
         };
         let target = &targets[i];
         if let Some((_, class, retry_after)) = &last {
-            if !state.retry_budget.try_spend(routing) {
-                state
-                    .metrics
-                    .retries
-                    .with_label_values(&["budget_exhausted"])
-                    .inc();
-                break;
-            }
+            let mut wait = Duration::ZERO;
             if tried[i] > 0 {
                 // The same deployment again: wait as asked, or back off; a fresh key of its
                 // pool after a key-specific failure needs no wait.
                 let fresh_key = class.blames_key() && has_rested_key(state, target);
-                let wait = match retry_after {
+                wait = match retry_after {
                     _ if fresh_key => Duration::ZERO,
                     Some(ra) if *ra > routing.max_retry_after => break,
                     Some(ra) => *ra,
@@ -242,6 +257,17 @@ pub(super) async fn run(
                 if Instant::now() + wait >= deadline {
                     break;
                 }
+            }
+            // The budget is only charged for a retry that goes ahead.
+            if !state.retry_budget.try_spend(routing) {
+                state
+                    .metrics
+                    .retries
+                    .with_label_values(&["budget_exhausted"])
+                    .inc();
+                break;
+            }
+            if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
             state
@@ -273,12 +299,17 @@ pub(super) async fn run(
         );
         let result = sent.await;
         let metrics = &state.metrics;
+        // A `provider/model` string is the client's choice: its label is capped.
+        let deployment_label = match target.group {
+            Some(_) => target.deployment.clone(),
+            None => metrics.passthrough_model_label(&target.deployment),
+        };
         match result {
             Ok(up) => {
                 admission.succeeded(Some(up.sent_at.elapsed()));
                 metrics
                     .upstream_requests
-                    .with_label_values(&[&target.provider.name, &target.deployment, "ok"])
+                    .with_label_values(&[&target.provider.name, &deployment_label, "ok"])
                     .inc();
                 if target.group.is_some() {
                     metrics
@@ -287,13 +318,15 @@ pub(super) async fn run(
                         .set(0);
                 }
                 ctx.error_class = None;
+                // Held until the response is finished, so a stream counts as busy.
+                ctx.admission = Some(admission);
                 return Ok((up, target.clone()));
             }
             Err(e) => {
                 let (class, retry_after) = classify(&e);
                 metrics
                     .upstream_requests
-                    .with_label_values(&[&target.provider.name, &target.deployment, class.as_str()])
+                    .with_label_values(&[&target.provider.name, &deployment_label, class.as_str()])
                     .inc();
                 ctx.error_class = Some(class.as_str());
                 if !class.moves_on() {
@@ -308,11 +341,15 @@ pub(super) async fn run(
                         return Err(e);
                     }
                     tried = vec![0; switch.len()];
+                    dead = vec![false; switch.len()];
                     targets = switch;
                     last = Some((e, class, None));
                     continue;
                 }
                 let pool = target.provider.keys.len();
+                if class == Class::NotFound || (class == Class::Auth && pool <= 1) {
+                    dead[i] = true;
+                }
                 if class.blames_key() {
                     if let Some(k) = key {
                         let rest = retry_after.unwrap_or(routing.cooldown).min(MAX_COOLDOWN);
@@ -351,11 +388,12 @@ fn choose(
     state: &AppState,
     targets: &[Target],
     tried: &[u32],
+    dead: &[bool],
     first: bool,
 ) -> Option<(usize, Admission)> {
     for retry in [false, true] {
         for (i, t) in targets.iter().enumerate() {
-            if (tried[i] > 0) != retry {
+            if (tried[i] > 0) != retry || dead[i] {
                 continue;
             }
             if let Ok(a) = state.health.get(&t.deployment).admit() {

@@ -492,3 +492,45 @@ async fn least_busy_spreads_concurrent_requests() {
         "{na} / {nb}: in-flight requests are spread"
     );
 }
+
+#[tokio::test]
+async fn a_short_retry_after_is_waited_out_when_there_is_nowhere_else_to_go() {
+    let a = MockUpstream::openai()
+        .fail_n_with(1, 429, RATE_LIMITED, &[("retry-after", "1")])
+        .start()
+        .await;
+    let gw = gw(&[&a], "", "").await;
+    let started = std::time::Instant::now();
+    let r = chat_m(&gw).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-attempts"), Some("2"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited as asked"
+    );
+    // A longer Retry-After than routing.max_retry_after_secs goes back to the client.
+    let b = MockUpstream::openai()
+        .fail_n_with(1, 429, RATE_LIMITED, &[("retry-after", "60")])
+        .start()
+        .await;
+    let gw = self::gw(&[&b], "", "").await;
+    let r = chat_m(&gw).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("60"));
+    assert_eq!(b.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_upstream_model_is_not_retried_on_the_same_deployment() {
+    let a = MockUpstream::openai()
+        .reply(
+            404,
+            r#"{"error":{"message":"The model `up-m` does not exist","code":"model_not_found"}}"#,
+        )
+        .start()
+        .await;
+    let gw = gw(&[&a], "", "").await;
+    let r = chat_m(&gw).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(a.requests().len(), 1);
+}
