@@ -43,6 +43,8 @@ pub struct Relay {
     held: BytesMut,
     yielding: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     first_sent: bool,
+    saw_done: bool,
+    saw_error: bool,
     /// Scheduler turns in a row that brought no new upstream data.
     idle_yields: u8,
     done: bool,
@@ -63,6 +65,8 @@ impl Relay {
             held: BytesMut::new(),
             yielding: None,
             first_sent: false,
+            saw_done: false,
+            saw_error: false,
             idle_yields: 0,
             done: false,
         }
@@ -78,6 +82,11 @@ impl Relay {
                     out.extend_from_slice(b"\n\n");
                 }
                 Event::Message { event, data } => {
+                    if data == "[DONE]" {
+                        self.saw_done = true;
+                    } else if data.starts_with("{\"error\"") {
+                        self.saw_error = true;
+                    }
                     if let Some(peek) = usage_chunk(&data) {
                         self.usage = peek.usage;
                         let usage_only = peek.choices.as_ref().is_none_or(Vec::is_empty);
@@ -193,8 +202,25 @@ impl http_body::Body for Relay {
                 Poll::Ready(None) => {
                     this.parser.finish(&mut this.events);
                     this.drain_events(&mut out);
-                    this.done = true;
-                    this.finish(200, None);
+                    if this.saw_error {
+                        // The provider reported the failure in the stream; it was relayed.
+                        this.done = true;
+                        this.finish(502, Some("upstream_stream_error"));
+                    } else if !this.saw_done {
+                        // A stream that stops without [DONE] was cut short: say so, never
+                        // end in a way that looks complete.
+                        let provider = this.provider();
+                        return this.fail(
+                            out,
+                            Error::UpstreamProtocol {
+                                provider,
+                                reason: "the stream ended before its end marker".into(),
+                            },
+                        );
+                    } else {
+                        this.done = true;
+                        this.finish(200, None);
+                    }
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
