@@ -343,6 +343,10 @@ pub struct DeploymentConfig {
     /// Prompt plus output tokens the model accepts; absent: unlimited.
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// Time to response headers for an attempt on this deployment; absent:
+    /// `routing.attempt_timeout_secs`.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -140,6 +140,7 @@ pub struct Deployment {
     pub price: Option<(f64, f64)>,
     pub capabilities: Capabilities,
     pub context_window: Option<u64>,
+    pub timeout: Option<Duration>,
 }
 
 /// What a deployment can do (or a request needs).
@@ -409,6 +410,7 @@ impl Runtime {
                             &mut errs,
                         ),
                         context_window: d.context_window,
+                        timeout: d.timeout_secs.map(Duration::from_secs),
                     }),
                     None => errs.push(format!(
                         "{at}.deployments[{j}].provider: unknown provider {:?}",
@@ -422,6 +424,11 @@ impl Runtime {
                     .is_some_and(|p| !(p.input >= 0.0 && p.output >= 0.0))
                 {
                     errs.push(format!("{at}.deployments[{j}].price: prices must be >= 0"));
+                }
+                if d.timeout_secs == Some(0) {
+                    errs.push(format!(
+                        "{at}.deployments[{j}].timeout_secs: must be greater than 0"
+                    ));
                 }
                 if d.context_window == Some(0) {
                     errs.push(format!(

@@ -285,8 +285,9 @@ pub(super) async fn run(
         previous_group.clone_from(&target.group);
         ctx.set_target(model, target);
         let req = payload.encode(target)?;
-        let timeout = routing
-            .attempt_timeout
+        let timeout = target
+            .timeout
+            .unwrap_or(routing.attempt_timeout)
             .min(deadline.saturating_duration_since(Instant::now()));
         ctx.upstream_sent = Some(Instant::now());
         let (key, sent) = forward::send(

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::api::openai::{ChatRequest, Content};
 use crate::config::{Capabilities, Deployment, Model, Project, Provider, Runtime, Strategy};
@@ -116,6 +117,8 @@ pub struct Target {
     pub deployment: String,
     /// The `[[models]]` group this candidate came from; None for a `provider/model` string.
     pub group: Option<String>,
+    /// The deployment's own attempt timeout, if it has one.
+    pub timeout: Option<Duration>,
 }
 
 /// The candidates for a request, best first, and the groups to switch to when a provider
@@ -210,6 +213,7 @@ pub fn plan(
                 upstream_model: upstream.to_string(),
                 deployment: model.to_string(),
                 group: None,
+                timeout: None,
             }],
             ..Plan::default()
         }
@@ -354,6 +358,7 @@ fn group(
                 upstream_model: d.model.clone(),
                 deployment: d.id.clone(),
                 group: Some(m.name.clone()),
+                timeout: d.timeout,
             })
         })
         .collect()

@@ -152,7 +152,12 @@ async fn connection_refused_and_first_byte_timeout_fall_through() {
     let mut cfg = multi_config(&[&slow, &ok], "", "");
     cfg = cfg.replace(
         "backoff_max_ms = 20",
-        "backoff_max_ms = 20\nattempt_timeout_secs = 1\nmax_attempts = 4",
+        "backoff_max_ms = 20\nmax_attempts = 4",
+    );
+    // The hanging deployment has its own first-byte timeout.
+    cfg = cfg.replace(
+        "{ provider = \"p0\", model = \"up-m\" }",
+        "{ provider = \"p0\", model = \"up-m\", timeout_secs = 1 }",
     );
     // A first deployment on a port where nothing listens.
     cfg = cfg.replace(
