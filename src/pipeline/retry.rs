@@ -221,6 +221,7 @@ pub(super) async fn run(
     let mut previous_group: Option<String> = None;
     for attempt in 0..routing.max_attempts {
         let mut chosen = choose(state, &targets, &tried, &dead, attempt == 0);
+        let mut waited = false;
         if chosen.is_none() {
             // Everything left is resting. If the provider asked for a short pause, wait for
             // the first to come back rather than give up.
@@ -234,6 +235,7 @@ pub(super) async fn run(
             if let (Some(wait), Some(_)) = (soonest, asked) {
                 if wait <= routing.max_retry_after && Instant::now() + wait < deadline {
                     tokio::time::sleep(wait).await;
+                    waited = true;
                     chosen = choose(state, &targets, &tried, &dead, false);
                 }
             }
@@ -244,7 +246,7 @@ pub(super) async fn run(
         let target = &targets[i];
         if let Some((_, class, retry_after)) = &last {
             let mut wait = Duration::ZERO;
-            if tried[i] > 0 {
+            if tried[i] > 0 && !waited {
                 // The same deployment again: wait as asked, or back off; a fresh key of its
                 // pool after a key-specific failure needs no wait.
                 let fresh_key = class.blames_key() && has_rested_key(state, target);
