@@ -88,8 +88,8 @@ impl Cache {
     }
 }
 
-/// The cache key of a chat request for `project` and public `model`.
-pub fn key(project: &str, model: &str, req: &ChatRequest) -> Option<[u8; 32]> {
+/// The cache key of a chat request for `project`, public `model` and pinned provider (or "").
+pub fn key(project: &str, model: &str, pin: &str, req: &ChatRequest) -> Option<[u8; 32]> {
     // The stream flags only change the framing of the same answer.
     let mut canonical = serde_json::to_value(req).ok()?;
     if let Some(obj) = canonical.as_object_mut() {
@@ -97,7 +97,14 @@ pub fn key(project: &str, model: &str, req: &ChatRequest) -> Option<[u8; 32]> {
         obj.remove("stream_options");
     }
     let mut h = Sha256::new();
-    for part in [project.as_bytes(), b"\0", model.as_bytes(), b"\0"] {
+    for part in [
+        project.as_bytes(),
+        b"\0",
+        model.as_bytes(),
+        b"\0",
+        pin.as_bytes(),
+        b"\0",
+    ] {
         h.update(part);
     }
     h.update(serde_json::to_vec(&canonical).ok()?);
@@ -204,11 +211,16 @@ mod tests {
         let b = parse(
             r#"{"temperature":0,"stream":true,"stream_options":{"include_usage":true},"messages":[{"content":"hi","role":"user"}],"model":"m"}"#,
         );
-        assert_eq!(key("p", "m", &a), key("p", "m", &b));
+        assert_eq!(key("p", "m", "", &a), key("p", "m", "", &b));
         assert_ne!(
-            key("p", "m", &a),
-            key("q", "m", &a),
+            key("p", "m", "", &a),
+            key("q", "m", "", &a),
             "projects never share entries"
+        );
+        assert_ne!(
+            key("p", "m", "", &a),
+            key("p", "m", "x", &a),
+            "a pin is part of the key"
         );
     }
 }

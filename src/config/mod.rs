@@ -347,6 +347,12 @@ pub struct DeploymentConfig {
     /// `routing.attempt_timeout_secs`.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// A key pool of this deployment's own instead of its provider's (same forms as on
+    /// `[[providers]]`).
+    #[serde(default)]
+    pub api_key_env: Option<OneOrMany>,
+    #[serde(default)]
+    pub api_key_file: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -72,6 +72,9 @@ pub struct Cors {
 #[derive(Debug)]
 pub struct Provider {
     pub name: String,
+    /// Names the key pool in the health registry: the provider's name, or the deployment's
+    /// id for a deployment with keys of its own.
+    pub pool: String,
     pub kind: ProviderKind,
     /// Without a trailing slash; endpoint paths (`/chat/completions`) are appended.
     pub base_url: String,
@@ -85,6 +88,24 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// This provider with another key pool (a deployment's own keys).
+    fn with_keys(&self, pool: String, keys: Vec<Secret>, auth: Vec<HeaderValue>) -> Self {
+        let mut unused = Vec::new();
+        Self {
+            name: self.name.clone(),
+            pool,
+            kind: self.kind,
+            base_url: self.base_url.clone(),
+            keys,
+            auth,
+            headers: self.headers.clone(),
+            stream_include_usage: self.stream_include_usage,
+            // A mock answers without keys; a copy never needs the original's counters.
+            mock: mock_settings(&MockConfig::default(), "", &mut unused),
+            next_key: AtomicUsize::new(0),
+        }
+    }
+
     /// The next key of the pool (round-robin) that `usable` accepts, as its index and its
     /// authorization header; when none is usable, the next one anyway. None: keyless upstream.
     pub fn pick_key(&self, usable: impl Fn(usize) -> bool) -> Option<(usize, &HeaderValue)> {
@@ -294,53 +315,14 @@ impl Runtime {
                     _ => errs.push(format!("{at}.base_url: {base_url:?} is not an http(s) URL")),
                 }
             }
-            let mut keys = Vec::new();
-            for var in p
-                .api_key_env
-                .as_ref()
-                .map(OneOrMany::to_vec)
-                .unwrap_or_default()
-            {
-                match env(&var) {
-                    Some(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
-                    _ => errs.push(format!(
-                        "{at}.api_key_env: environment variable {var:?} is not set (provider {:?})",
-                        p.name
-                    )),
-                }
-            }
-            for file in p
-                .api_key_file
-                .as_ref()
-                .map(OneOrMany::to_vec)
-                .unwrap_or_default()
-            {
-                match std::fs::read_to_string(&file) {
-                    Ok(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
-                    Ok(_) => errs.push(format!(
-                        "{at}.api_key_file: {file:?} is empty (provider {:?})",
-                        p.name
-                    )),
-                    Err(e) => errs.push(format!(
-                        "{at}.api_key_file: cannot read {file:?}: {} (provider {:?})",
-                        e.kind(),
-                        p.name
-                    )),
-                }
-            }
-            let mut auth = Vec::new();
-            for key in &keys {
-                match HeaderValue::try_from(format!("Bearer {}", key.expose())) {
-                    Ok(mut v) => {
-                        v.set_sensitive(true);
-                        auth.push(v);
-                    }
-                    Err(_) => errs.push(format!(
-                        "{at}: a key of provider {:?} has characters not allowed in an HTTP header",
-                        p.name
-                    )),
-                }
-            }
+            let (keys, auth) = read_keys(
+                p.api_key_env.as_ref(),
+                p.api_key_file.as_ref(),
+                &at,
+                &format!("provider {:?}", p.name),
+                env,
+                &mut errs,
+            );
             let mut headers = Vec::new();
             for (k, v) in &p.headers {
                 match (
@@ -369,6 +351,7 @@ impl Runtime {
             }
             providers.push(Arc::new(Provider {
                 name: p.name.clone(),
+                pool: p.name.clone(),
                 kind: p.kind,
                 base_url,
                 keys,
@@ -397,8 +380,32 @@ impl Runtime {
             }
             let mut deployments = Vec::new();
             for (j, d) in m.deployments.iter().enumerate() {
-                match provider_index.get(&d.provider) {
-                    Some(&p) => deployments.push(Deployment {
+                let own_keys = d.api_key_env.is_some() || d.api_key_file.is_some();
+                let index = match provider_index.get(&d.provider) {
+                    Some(&p) if own_keys => {
+                        // Same provider, its own key pool: a copy of the provider with it.
+                        let base = providers.get(p).cloned();
+                        let (keys, auth) = read_keys(
+                            d.api_key_env.as_ref(),
+                            d.api_key_file.as_ref(),
+                            &format!("{at}.deployments[{j}]"),
+                            &format!("deployment {}/{}", d.provider, d.model),
+                            env,
+                            &mut errs,
+                        );
+                        base.map(|b| {
+                            providers.push(Arc::new(b.with_keys(
+                                format!("{}/{}", d.provider, d.model),
+                                keys,
+                                auth,
+                            )));
+                            providers.len() - 1
+                        })
+                    }
+                    other => other.copied(),
+                };
+                match index {
+                    Some(p) => deployments.push(Deployment {
                         provider: p,
                         model: d.model.clone(),
                         weight: d.weight,
@@ -512,6 +519,9 @@ impl Runtime {
         }
 
         let routing = routing_settings(&config.routing, &mut errs);
+        if config.cache.max_bytes == 0 || config.cache.ttl_secs == 0 {
+            errs.push("cache: max_bytes and ttl_secs must be greater than 0".into());
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -535,6 +545,50 @@ impl Runtime {
             loaded_at,
         })
     }
+}
+
+/// Reads a key pool from environment variables and files; each key also as a ready
+/// `Authorization` header. Problems name `owner`, never a key.
+fn read_keys(
+    vars: Option<&OneOrMany>,
+    files: Option<&OneOrMany>,
+    at: &str,
+    owner: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<String>,
+) -> (Vec<Secret>, Vec<HeaderValue>) {
+    let mut keys = Vec::new();
+    for var in vars.map(OneOrMany::to_vec).unwrap_or_default() {
+        match env(&var) {
+            Some(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
+            _ => errs.push(format!(
+                "{at}.api_key_env: environment variable {var:?} is not set ({owner})"
+            )),
+        }
+    }
+    for file in files.map(OneOrMany::to_vec).unwrap_or_default() {
+        match std::fs::read_to_string(&file) {
+            Ok(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
+            Ok(_) => errs.push(format!("{at}.api_key_file: {file:?} is empty ({owner})")),
+            Err(e) => errs.push(format!(
+                "{at}.api_key_file: cannot read {file:?}: {} ({owner})",
+                e.kind()
+            )),
+        }
+    }
+    let mut auth = Vec::new();
+    for key in &keys {
+        match HeaderValue::try_from(format!("Bearer {}", key.expose())) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                auth.push(v);
+            }
+            Err(_) => errs.push(format!(
+                "{at}: a key of {owner} has characters not allowed in an HTTP header"
+            )),
+        }
+    }
+    (keys, auth)
 }
 
 fn capabilities(names: Option<&[String]>, at: &str, errs: &mut Vec<String>) -> Capabilities {

@@ -72,7 +72,7 @@ pub fn send(
     Option<usize>,
     impl Future<Output = Result<Upstream, Error>> + Send + 'static,
 ) {
-    let key = provider.pick_key(|i| state.health.key(&provider.name, i).cooling_for().is_none());
+    let key = provider.pick_key(|i| state.health.key(&provider.pool, i).cooling_for().is_none());
     let prepared = (provider.kind != ProviderKind::Mock)
         .then(|| build(provider, &req, client_headers, request_id, key.map(|k| k.1)));
     let client = state.client.clone();

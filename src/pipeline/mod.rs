@@ -364,7 +364,13 @@ async fn chat(
     let cache_key = caller
         .project
         .cache
-        .then(|| cache::key(&caller.project.name, &model, &chat))
+        .then(|| {
+            // A pinned provider is part of what was asked for.
+            let pin = headers
+                .get("x-gateway-provider")
+                .and_then(|v| v.to_str().ok());
+            cache::key(&caller.project.name, &model, pin.unwrap_or(""), &chat)
+        })
         .flatten();
     if let Some(key) = &cache_key {
         if let Some(reply) = cached(&state, key, directives, wants_usage, &model, ctx) {
@@ -413,7 +419,15 @@ fn cached(
     ctx: &mut Ctx,
 ) -> Option<Reply> {
     let hit = directives.lookup.then(|| state.cache.get(key)).flatten();
-    let result = match (&hit, directives.lookup) {
+    // A hit that cannot be replayed (as a stream) counts as a miss.
+    let body = hit.as_ref().and_then(|h| {
+        if ctx.stream {
+            cache::replay_as_stream(&h.body, wants_usage).map(|b| (b, "text/event-stream"))
+        } else {
+            Some((h.body.clone(), "application/json"))
+        }
+    });
+    let result = match (&body, directives.lookup) {
         (Some(_), _) => "hit",
         (None, true) => "miss",
         (None, false) => "bypass",
@@ -424,7 +438,7 @@ fn cached(
         .cache_requests
         .with_label_values(&[result])
         .inc();
-    let hit = hit?;
+    let ((body, content_type), hit) = body.zip(hit)?;
     ctx.model = Some(if model.contains('/') {
         state.metrics.passthrough_model_label(model)
     } else {
@@ -432,14 +446,6 @@ fn cached(
     });
     ctx.provider = Some(hit.provider.clone());
     ctx.deployment = Some(hit.deployment.clone());
-    let (body, content_type) = if ctx.stream {
-        (
-            cache::replay_as_stream(&hit.body, wants_usage)?,
-            "text/event-stream",
-        )
-    } else {
-        (hit.body.clone(), "application/json")
-    };
     let mut resp = Response::new(full(body));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -84,7 +84,7 @@ impl Relay {
                 Event::Message { event, data } => {
                     if data == "[DONE]" {
                         self.saw_done = true;
-                    } else if data.starts_with("{\"error\"") {
+                    } else if event.as_deref() == Some("error") || is_error_object(&data) {
                         self.saw_error = true;
                     }
                     if let Some(peek) = usage_chunk(&data) {
@@ -136,6 +136,15 @@ impl Relay {
             .map(Ctx::provider_name)
             .unwrap_or_default()
     }
+}
+
+/// Whether a chunk is a provider's error object (`{"error": {...}}`) rather than a completion
+/// chunk; only chunks that mention `"error"` are parsed.
+fn is_error_object(data: &str) -> bool {
+    data.contains("\"error\"")
+        && serde_json::from_str::<serde_json::Value>(data)
+            .ok()
+            .is_some_and(|v| v.get("error").is_some_and(|e| !e.is_null()))
 }
 
 /// A chunk that carries a usage object: parse it (rare: once per stream). Everything else is

@@ -177,6 +177,13 @@ impl RetryBudget {
         }
     }
 
+    /// Whether a retry would be granted now (without taking it).
+    pub fn has_token(&self, routing: &Routing) -> bool {
+        self.tokens
+            .lock()
+            .is_ok_and(|t| *t + f64::from(routing.retry_budget_min) >= 1.0)
+    }
+
     /// Takes one retry from the budget; false when it is spent.
     pub fn try_spend(&self, routing: &Routing) -> bool {
         let Ok(mut t) = self.tokens.lock() else {
@@ -233,7 +240,10 @@ pub(super) async fn run(
                 .min();
             let asked = last.as_ref().and_then(|l| l.2);
             if let (Some(wait), Some(_)) = (soonest, asked) {
-                if wait <= routing.max_retry_after && Instant::now() + wait < deadline {
+                if wait <= routing.max_retry_after
+                    && Instant::now() + wait < deadline
+                    && state.retry_budget.has_token(routing)
+                {
                     tokio::time::sleep(wait).await;
                     waited = true;
                     chosen = choose(state, &targets, &tried, &dead, false);
@@ -356,7 +366,7 @@ pub(super) async fn run(
                 if class.blames_key() {
                     if let Some(k) = key {
                         let rest = retry_after.unwrap_or(routing.cooldown).min(MAX_COOLDOWN);
-                        state.health.key(&target.provider.name, k).cool_down(rest);
+                        state.health.key(&target.provider.pool, k).cool_down(rest);
                     }
                 }
                 // With other keys in the pool, a key's rate limit is not the deployment's.

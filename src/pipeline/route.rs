@@ -158,14 +158,6 @@ pub fn plan(
             needs,
             &mut unmet,
         );
-        if targets.is_empty() {
-            let why = unmet.unwrap_or_else(|| "something no deployment offers".into());
-            return Err(Error::InvalidRequest {
-                message: format!("the model '{model}' cannot serve this request: it needs {why}"),
-                param: Some("model".into()),
-                code: "unsupported_by_model",
-            });
-        }
         let mut on_context_length = Vec::new();
         let groups = &m.context_window_fallbacks;
         extend(
@@ -177,6 +169,19 @@ pub fn plan(
             needs,
             &mut unmet,
         );
+        if targets.is_empty() {
+            // Too big for every regular deployment by our own estimate: go straight to the
+            // groups kept for long prompts.
+            targets = std::mem::take(&mut on_context_length);
+        }
+        if targets.is_empty() {
+            let why = unmet.unwrap_or_else(|| "something no deployment offers".into());
+            return Err(Error::InvalidRequest {
+                message: format!("the model '{model}' cannot serve this request: it needs {why}"),
+                param: Some("model".into()),
+                code: "unsupported_by_model",
+            });
+        }
         let mut on_policy = Vec::new();
         let groups = &m.content_policy_fallbacks;
         extend(

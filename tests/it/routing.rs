@@ -539,3 +539,58 @@ async fn an_unknown_upstream_model_is_not_retried_on_the_same_deployment() {
     assert_eq!(r.status, 404);
     assert_eq!(a.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_deployment_can_have_its_own_key_pool() {
+    let a = MockUpstream::openai().start().await;
+    let cfg = multi_config(&[&a, &a], "strategy = \"round-robin\"", "").replace(
+        "{ provider = \"p1\", model = \"up-m\" }",
+        "{ provider = \"p0\", model = \"up-m-own\", api_key_env = \"OWN_KEY\" }",
+    );
+    let gw = spawn_gateway_env(
+        &cfg,
+        &[("UPSTREAM_KEY", UPSTREAM_KEY), ("OWN_KEY", "sk-own")],
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(chat_m(&gw).await.status, 200);
+    }
+    let seen: Vec<(String, String)> = a
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.json()["model"].as_str().unwrap().to_string(),
+                r.header("authorization").unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (model, auth) in &seen {
+        let want = if model == "up-m-own" {
+            "Bearer sk-own".to_string()
+        } else {
+            format!("Bearer {UPSTREAM_KEY}")
+        };
+        assert_eq!(auth, &want, "{seen:?}");
+    }
+    assert!(seen.iter().any(|(m, _)| m == "up-m-own") && seen.iter().any(|(m, _)| m == "up-m"));
+}
+
+#[tokio::test]
+async fn a_prompt_too_big_for_every_regular_deployment_goes_to_the_long_context_group() {
+    let small = MockUpstream::openai().start().await;
+    let big = MockUpstream::openai().start().await;
+    let cfg = multi_config(&[&small, &big], "context_window_fallbacks = [\"big\"]", "")
+        .replace(
+            "deployments = [{ provider = \"p0\", model = \"up-m\" }, { provider = \"p1\", model = \"up-m\" }]",
+            "deployments = [{ provider = \"p0\", model = \"up-m\", context_window = 1000 }]",
+        )
+        .replace("[[projects]]", "[[models]]\nname = \"big\"\ndeployments = [{ provider = \"p1\", model = \"up-big\", context_window = 200000 }]\n\n[[projects]]");
+    let gw = spawn_gateway_env(&cfg, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    let long =
+        json!({"model": "m", "messages": [{"role": "user", "content": "word ".repeat(2000)}]});
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &long).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-deployment"), Some("p1/up-big"));
+    assert!(small.requests().is_empty());
+}
