@@ -347,6 +347,10 @@ pub struct DeploymentConfig {
     /// `routing.attempt_timeout_secs`.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Where the deployment processes data (e.g. "eu"); projects with `regions` only use
+    /// deployments in those regions.
+    #[serde(default)]
+    pub region: Option<String>,
     /// A key pool of this deployment's own instead of its provider's (same forms as on
     /// `[[providers]]`).
     #[serde(default)]
@@ -382,6 +386,10 @@ pub struct ProjectConfig {
     /// Serve repeated identical chat requests from the response cache.
     #[serde(default)]
     pub cache: bool,
+    /// Data residency: only deployments tagged with one of these regions serve this project.
+    /// Empty: any deployment.
+    #[serde(default)]
+    pub regions: Vec<String>,
 }
 
 fn all_models() -> Vec<String> {

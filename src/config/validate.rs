@@ -162,6 +162,7 @@ pub struct Deployment {
     pub capabilities: Capabilities,
     pub context_window: Option<u64>,
     pub timeout: Option<Duration>,
+    pub region: Option<String>,
 }
 
 /// What a deployment can do (or a request needs).
@@ -200,6 +201,7 @@ pub struct Project {
     pub models: Vec<String>,
     pub allow_provider_pin: bool,
     pub cache: bool,
+    pub regions: Vec<String>,
 }
 
 impl Project {
@@ -418,6 +420,7 @@ impl Runtime {
                         ),
                         context_window: d.context_window,
                         timeout: d.timeout_secs.map(Duration::from_secs),
+                        region: d.region.clone(),
                     }),
                     None => errs.push(format!(
                         "{at}.deployments[{j}].provider: unknown provider {:?}",
@@ -515,6 +518,7 @@ impl Runtime {
                 models: p.models.clone(),
                 allow_provider_pin: p.allow_provider_pin,
                 cache: p.cache,
+                regions: p.regions.clone(),
             }));
         }
 

@@ -33,6 +33,14 @@ pub struct Needs {
     pub max_tokens: Option<u64>,
 }
 
+/// Whether `d` may serve `project` under its data-residency rule.
+fn in_region(project: &Project, d: &Deployment) -> bool {
+    project.regions.is_empty()
+        || d.region
+            .as_ref()
+            .is_some_and(|r| project.regions.iter().any(|p| p == r))
+}
+
 impl Needs {
     pub fn of_chat(req: &ChatRequest) -> Self {
         let mut caps = Capabilities {
@@ -148,7 +156,7 @@ pub fn plan(
             });
         }
         let mut unmet = None;
-        let mut targets = group(rt, health, m, needs, &mut unmet);
+        let mut targets = group(rt, health, project, m, needs, &mut unmet);
         extend(
             &mut targets,
             rt,
@@ -212,6 +220,17 @@ pub fn plan(
                 model: model.into(),
             });
         }
+        if !project.regions.is_empty() {
+            // A bare `provider/model` string says nothing about where the data goes.
+            return Err(Error::InvalidRequest {
+                message: format!(
+                    "this project may only use deployments in its regions ({}); use a model from [[models]]",
+                    project.regions.join(", ")
+                ),
+                param: Some("model".into()),
+                code: "unsupported_by_model",
+            });
+        }
         Plan {
             targets: vec![Target {
                 provider: p.clone(),
@@ -258,7 +277,7 @@ fn extend(
     for &g in groups {
         let Some(m) = rt.models.get(g) else { continue };
         if project.allows(&m.name) {
-            for t in group(rt, health, m, needs, unmet) {
+            for t in group(rt, health, project, m, needs, unmet) {
                 if !targets.iter().any(|x| x.deployment == t.deployment) {
                     targets.push(t);
                 }
@@ -272,20 +291,30 @@ fn extend(
 fn group(
     rt: &Runtime,
     health: &Registry,
+    project: &Project,
     m: &Model,
     needs: &Needs,
     unmet: &mut Option<String>,
 ) -> Vec<Target> {
-    let n = m.deployments.len();
-    let mut order: Vec<usize> = (0..n)
-        .filter(|&i| match needs.unmet_by(&m.deployments[i]) {
+    // Only deployments that may serve this project and can serve this request; the first
+    // reason one was passed over explains an empty result.
+    let mut order: Vec<usize> = Vec::with_capacity(m.deployments.len());
+    for (i, d) in m.deployments.iter().enumerate() {
+        let why = if in_region(project, d) {
+            needs.unmet_by(d)
+        } else {
+            Some(format!(
+                "a deployment in the project's regions ({})",
+                project.regions.join(", ")
+            ))
+        };
+        match why {
             Some(why) => {
                 unmet.get_or_insert(why);
-                false
             }
-            None => true,
-        })
-        .collect();
+            None => order.push(i),
+        }
+    }
     let n = order.len();
     if n == 0 {
         return Vec::new();

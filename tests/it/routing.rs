@@ -594,3 +594,36 @@ async fn a_prompt_too_big_for_every_regular_deployment_goes_to_the_long_context_
     assert_eq!(r.header("x-gateway-deployment"), Some("p1/up-big"));
     assert!(small.requests().is_empty());
 }
+
+#[tokio::test]
+async fn projects_with_regions_only_reach_deployments_there() {
+    let us = MockUpstream::openai().start().await;
+    let eu = MockUpstream::openai().start().await;
+    let cfg = multi_config(&[&us, &eu], "", "regions = [\"eu\"]")
+        .replace(
+            "{ provider = \"p0\", model = \"up-m\" }",
+            "{ provider = \"p0\", model = \"up-m\", region = \"us\" }",
+        )
+        .replace(
+            "{ provider = \"p1\", model = \"up-m\" }",
+            "{ provider = \"p1\", model = \"up-m\", region = \"eu\" }",
+        );
+    let gw = spawn_gateway_env(&cfg, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    for _ in 0..3 {
+        let r = chat_m(&gw).await;
+        assert_eq!(r.header("x-gateway-deployment"), Some("p1/up-m"));
+    }
+    assert!(
+        us.requests().is_empty(),
+        "nothing left the project's region"
+    );
+    // A bare provider/model string has no region: refused for such a project.
+    let r = post_json(
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        &json!({"model": "p0/up-m", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(us.requests().is_empty());
+}
