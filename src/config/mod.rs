@@ -210,6 +210,8 @@ impl Default for CorsConfig {
 pub enum ProviderKind {
     /// OpenAI and every OpenAI-compatible server.
     Openai,
+    /// The Anthropic Messages API.
+    Anthropic,
     /// Built-in, in-process test provider (no network).
     Mock,
 }
@@ -218,6 +220,7 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
             Self::Mock => "mock",
         }
     }
@@ -253,6 +256,9 @@ pub struct ProviderConfig {
     /// Extra headers sent with every upstream request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `max_tokens` sent to providers that require it (Anthropic) when the request has none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
     /// Ask an OpenAI-compatible upstream for usage on streams (`stream_options.include_usage`)
     /// so tokens are counted; turn off for a vendor that rejects `stream_options`.
     #[serde(default = "yes")]
@@ -264,6 +270,10 @@ pub struct ProviderConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn default_max_tokens() -> u32 {
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -83,6 +83,7 @@ pub struct Provider {
     auth: Vec<HeaderValue>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub stream_include_usage: bool,
+    pub default_max_tokens: u32,
     pub mock: MockSettings,
     next_key: AtomicUsize,
 }
@@ -100,6 +101,7 @@ impl Provider {
             auth,
             headers: self.headers.clone(),
             stream_include_usage: self.stream_include_usage,
+            default_max_tokens: self.default_max_tokens,
             // A mock answers without keys; a copy never needs the original's counters.
             mock: mock_settings(&MockConfig::default(), "", &mut unused),
             next_key: AtomicUsize::new(0),
@@ -307,6 +309,9 @@ impl Runtime {
             let base_url = match (&p.base_url, p.kind) {
                 (Some(u), _) => u.trim_end_matches('/').to_string(),
                 (None, ProviderKind::Openai) => OPENAI_BASE_URL.to_string(),
+                (None, ProviderKind::Anthropic) => {
+                    crate::providers::anthropic::DEFAULT_BASE_URL.to_string()
+                }
                 (None, ProviderKind::Mock) => "mock://".to_string(),
             };
             if p.kind != ProviderKind::Mock {
@@ -318,6 +323,7 @@ impl Runtime {
                 }
             }
             let (keys, auth) = read_keys(
+                p.kind,
                 p.api_key_env.as_ref(),
                 p.api_key_file.as_ref(),
                 &at,
@@ -341,13 +347,13 @@ impl Runtime {
             if p.kind == ProviderKind::Mock {
                 errs.extend(mock_errs);
             }
-            if p.kind == ProviderKind::Openai
+            if p.kind != ProviderKind::Mock
                 && p.base_url.is_none()
                 && p.api_key_env.is_none()
                 && p.api_key_file.is_none()
             {
                 errs.push(format!(
-                    "{at}: provider {:?} goes to {OPENAI_BASE_URL} (no base_url) but has no key: set api_key_env or api_key_file",
+                    "{at}: provider {:?} goes to {base_url} (no base_url) but has no key: set api_key_env or api_key_file",
                     p.name
                 ));
             }
@@ -360,6 +366,7 @@ impl Runtime {
                 auth,
                 headers,
                 stream_include_usage: p.stream_include_usage,
+                default_max_tokens: p.default_max_tokens,
                 mock,
                 next_key: AtomicUsize::new(0),
             }));
@@ -387,7 +394,9 @@ impl Runtime {
                     Some(&p) if own_keys => {
                         // Same provider, its own key pool: a copy of the provider with it.
                         let base = providers.get(p).cloned();
+                        let kind = providers.get(p).map_or(ProviderKind::Openai, |b| b.kind);
                         let (keys, auth) = read_keys(
+                            kind,
                             d.api_key_env.as_ref(),
                             d.api_key_file.as_ref(),
                             &format!("{at}.deployments[{j}]"),
@@ -554,6 +563,7 @@ impl Runtime {
 /// Reads a key pool from environment variables and files; each key also as a ready
 /// `Authorization` header. Problems name `owner`, never a key.
 fn read_keys(
+    kind: ProviderKind,
     vars: Option<&OneOrMany>,
     files: Option<&OneOrMany>,
     at: &str,
@@ -582,7 +592,12 @@ fn read_keys(
     }
     let mut auth = Vec::new();
     for key in &keys {
-        match HeaderValue::try_from(format!("Bearer {}", key.expose())) {
+        // Anthropic takes the bare key in `x-api-key`; everyone else a bearer token.
+        let value = match kind {
+            ProviderKind::Anthropic => key.expose().to_string(),
+            _ => format!("Bearer {}", key.expose()),
+        };
+        match HeaderValue::try_from(value) {
             Ok(mut v) => {
                 v.set_sensitive(true);
                 auth.push(v);

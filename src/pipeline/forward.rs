@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use crate::body::{read_limited, Body, BoxError};
 use crate::config::{Provider, ProviderKind};
 use crate::error::{Error, UpstreamFailure};
-use crate::providers::{mock, UpstreamRequest};
+use crate::providers::{self, mock, UpstreamRequest};
 use crate::state::AppState;
 
 /// The most of an upstream error body the gateway reads.
@@ -119,13 +119,16 @@ pub fn send(
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
+        // In the provider's own format until translated: the client gets the OpenAI shape.
+        let (status, body) =
+            providers::adapter(provider.kind).decode_error(status, scrub(&body, &provider));
         Err(Error::UpstreamStatus(Box::new(UpstreamFailure {
             provider: provider.name.clone(),
             status,
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             retry_after: headers.get(header::RETRY_AFTER).cloned(),
             retry_after_ms: headers.get("retry-after-ms").cloned(),
-            body: scrub(&body, &provider),
+            body,
         })))
     };
     (key.map(|k| k.0), fut)
@@ -174,8 +177,12 @@ fn build(
         }),
     );
     headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
+    let adapter = providers::adapter(provider.kind);
     if let Some(auth) = auth {
-        headers.insert(header::AUTHORIZATION, auth.clone());
+        headers.insert(adapter.auth_header(), auth.clone());
+    }
+    for (k, v) in adapter.required_headers() {
+        headers.insert(*k, HeaderValue::from_static(v));
     }
     for (k, v) in &provider.headers {
         headers.insert(k.clone(), v.clone());

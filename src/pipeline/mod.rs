@@ -217,6 +217,8 @@ enum Reply {
     Stream {
         upstream: Upstream,
         wants_usage: bool,
+        /// For providers whose stream events are not OpenAI chunks.
+        translate: Option<Box<dyn providers::StreamTranslate>>,
     },
 }
 
@@ -286,12 +288,14 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         Ok(Reply::Stream {
             upstream,
             wants_usage,
+            translate,
         }) => {
             let idle = rt.server.stream_idle_timeout;
             let mut resp = Response::new(Body::new(relay::Relay::new(
                 upstream.body,
                 ctx,
                 wants_usage,
+                translate,
                 idle,
             )));
             let h = resp.headers_mut();
@@ -390,10 +394,17 @@ async fn chat(
         return Ok(Reply::Stream {
             upstream,
             wants_usage,
+            translate: providers::adapter(target.provider.kind).stream(&model, wants_usage),
         });
     }
-    let (resp, usage, body) =
-        buffered(upstream, &target, rt.server.request_timeout, ctx.started).await?;
+    let (resp, usage, body) = buffered(
+        upstream,
+        &target,
+        &model,
+        rt.server.request_timeout,
+        ctx.started,
+    )
+    .await?;
     if let Some(key) = cache_key.filter(|_| directives.store && resp.status() == StatusCode::OK) {
         state.cache.insert(
             key,
@@ -472,8 +483,14 @@ async fn embeddings(
     let mut payload = Payload::Embeddings(emb);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
-    let (resp, usage, _) =
-        buffered(upstream, &target, rt.server.request_timeout, ctx.started).await?;
+    let (resp, usage, _) = buffered(
+        upstream,
+        &target,
+        &model,
+        rt.server.request_timeout,
+        ctx.started,
+    )
+    .await?;
     Ok(Reply::Full(resp, usage))
 }
 
@@ -536,6 +553,7 @@ async fn parse<T: serde::de::DeserializeOwned>(
 async fn buffered(
     upstream: Upstream,
     target: &Target,
+    model: &str,
     timeout: Duration,
     started: Instant,
 ) -> Result<(Response<Body>, Option<Usage>, Bytes), Error> {
@@ -565,6 +583,7 @@ async fn buffered(
             })
         }
     };
+    let collected = providers::adapter(target.provider.kind).decode_body(collected, model)?;
     let usage = usage_of(&collected);
     let content_type = upstream
         .headers

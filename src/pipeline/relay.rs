@@ -22,6 +22,7 @@ use super::Ctx;
 use crate::api::openai::{Usage, UsagePeek};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
+use crate::providers::StreamTranslate;
 use crate::sse::{self, Event};
 
 /// Past this much pending output a frame is sent even if more upstream data is ready.
@@ -47,11 +48,21 @@ pub struct Relay {
     saw_error: bool,
     /// Scheduler turns in a row that brought no new upstream data.
     idle_yields: u8,
+    /// Turns a non-OpenAI provider's events into OpenAI chunks.
+    translate: Option<Box<dyn StreamTranslate>>,
+    /// The status to record when the provider reported an error in the stream.
+    error_status: u16,
     done: bool,
 }
 
 impl Relay {
-    pub fn new(upstream: Body, ctx: Ctx, client_wants_usage: bool, idle: Duration) -> Self {
+    pub fn new(
+        upstream: Body,
+        ctx: Ctx,
+        client_wants_usage: bool,
+        translate: Option<Box<dyn StreamTranslate>>,
+        idle: Duration,
+    ) -> Self {
         Self {
             upstream,
             parser: sse::Parser::default(),
@@ -68,12 +79,18 @@ impl Relay {
             saw_done: false,
             saw_error: false,
             idle_yields: 0,
+            translate,
+            error_status: 502,
             done: false,
         }
     }
 
     /// Re-frames the complete events in `self.events` into `out`.
     fn drain_events(&mut self, out: &mut BytesMut) {
+        if self.translate.is_some() {
+            self.translate_events(out);
+            return;
+        }
         for ev in self.events.drain(..) {
             match ev {
                 Event::Comment(text) => {
@@ -98,6 +115,40 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Translates the complete events of a non-OpenAI provider into OpenAI chunks in `out`,
+    /// ending with `[DONE]` once the provider's own end event arrives, or with the provider's
+    /// error as the last event.
+    fn translate_events(&mut self, out: &mut BytesMut) {
+        let Some(t) = self.translate.as_mut() else {
+            return;
+        };
+        for ev in self.events.drain(..) {
+            let Event::Message { event, data } = ev else {
+                continue;
+            };
+            if self.saw_error || self.saw_done {
+                break;
+            }
+            match t.on_event(event.as_deref(), &data) {
+                Ok(chunks) => {
+                    for c in chunks {
+                        sse::encode_into(out, None, &c);
+                    }
+                    if t.is_done() {
+                        sse::encode_into(out, None, "[DONE]");
+                        self.saw_done = true;
+                    }
+                }
+                Err((status, body)) => {
+                    sse::encode_into(out, None, &body);
+                    self.saw_error = true;
+                    self.error_status = status;
+                }
+            }
+        }
+        self.usage = Some(t.usage());
     }
 
     fn finish(&mut self, status: u16, error: Option<&'static str>) {
@@ -214,7 +265,8 @@ impl http_body::Body for Relay {
                     if this.saw_error {
                         // The provider reported the failure in the stream; it was relayed.
                         this.done = true;
-                        this.finish(502, Some("upstream_stream_error"));
+                        let status = this.error_status;
+                        this.finish(status, Some("upstream_stream_error"));
                     } else if !this.saw_done {
                         // A stream that stops without [DONE] was cut short: say so, never
                         // end in a way that looks complete.

@@ -819,6 +819,117 @@ fn provider_error(body: Option<&Value>, http_status: Option<u16>) -> TranslateEr
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The adapter
+
+/// The Anthropic wire format as a gateway adapter.
+pub struct Anthropic;
+
+impl super::Adapter for Anthropic {
+    fn chat(
+        &self,
+        req: &mut ChatRequest,
+        upstream_model: &str,
+        provider: &crate::config::Provider,
+    ) -> Result<super::UpstreamRequest, crate::error::Error> {
+        let body =
+            encode_request(req, upstream_model, provider.default_max_tokens).map_err(|e| {
+                crate::error::Error::InvalidRequest {
+                    message: e.message,
+                    param: e.param,
+                    code: e.code,
+                }
+            })?;
+        Ok(super::UpstreamRequest {
+            path: MESSAGES_PATH.into(),
+            body: bytes::Bytes::from(body.to_string()),
+            stream: req.is_stream(),
+        })
+    }
+
+    fn embeddings(
+        &self,
+        _req: &mut crate::api::openai::EmbeddingsRequest,
+        _upstream_model: &str,
+        provider: &crate::config::Provider,
+    ) -> Result<super::UpstreamRequest, crate::error::Error> {
+        Err(crate::error::Error::invalid(
+            format!(
+                "provider '{}' (Anthropic) has no embeddings endpoint",
+                provider.name
+            ),
+            Some("model"),
+        ))
+    }
+
+    fn auth_header(&self) -> http::HeaderName {
+        http::HeaderName::from_static(AUTH_HEADER)
+    }
+
+    fn required_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[("anthropic-version", API_VERSION)]
+    }
+
+    fn decode_body(
+        &self,
+        body: bytes::Bytes,
+        public_model: &str,
+    ) -> Result<bytes::Bytes, crate::error::Error> {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        decode_response(&body, public_model, created)
+            .map(|v| bytes::Bytes::from(v.to_string()))
+            .map_err(|e| crate::error::Error::UpstreamProtocol {
+                provider: "anthropic".into(),
+                reason: e.message,
+            })
+    }
+
+    fn decode_error(
+        &self,
+        status: http::StatusCode,
+        body: bytes::Bytes,
+    ) -> (http::StatusCode, bytes::Bytes) {
+        let (code, v) = decode_error(status.as_u16(), &body);
+        (
+            http::StatusCode::from_u16(code).unwrap_or(status),
+            bytes::Bytes::from(v.to_string()),
+        )
+    }
+
+    fn stream(
+        &self,
+        public_model: &str,
+        include_usage: bool,
+    ) -> Option<Box<dyn super::StreamTranslate>> {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        Some(Box::new(StreamState::new(
+            public_model,
+            created,
+            include_usage,
+        )))
+    }
+}
+
+impl super::StreamTranslate for StreamState {
+    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, (u16, String)> {
+        StreamState::on_event(self, event, data).map_err(|e| (e.status, e.to_openai().to_string()))
+    }
+
+    fn usage(&self) -> Usage {
+        StreamState::usage(self)
+    }
+
+    fn is_done(&self) -> bool {
+        StreamState::is_done(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@ pub mod mock;
 pub mod openai;
 
 use bytes::Bytes;
+use http::{HeaderName, StatusCode};
 
-use crate::api::openai::{ChatRequest, EmbeddingsRequest};
+use crate::api::openai::{ChatRequest, EmbeddingsRequest, Usage};
 use crate::config::{Provider, ProviderKind};
 use crate::error::Error;
 
@@ -25,7 +26,8 @@ pub struct UpstreamRequest {
 }
 
 /// Translation for one wire format. Requests are lent mutably so an adapter can adjust
-/// fields in place (the same request is encoded again for each retry or fallback).
+/// fields in place (the same request is encoded again for each retry or fallback). The
+/// defaults are the OpenAI format's: nothing to translate on the way back.
 pub trait Adapter: Send + Sync {
     fn chat(
         &self,
@@ -40,6 +42,46 @@ pub trait Adapter: Send + Sync {
         upstream_model: &str,
         provider: &Provider,
     ) -> Result<UpstreamRequest, Error>;
+
+    /// The header that carries the provider key (its value is built at config load).
+    fn auth_header(&self) -> HeaderName {
+        http::header::AUTHORIZATION
+    }
+
+    /// Headers every request to this wire format needs.
+    fn required_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// A successful non-streaming body as an OpenAI response.
+    fn decode_body(&self, body: Bytes, _public_model: &str) -> Result<Bytes, Error> {
+        Ok(body)
+    }
+
+    /// An error answer as the status and OpenAI-shaped body to give the client.
+    fn decode_error(&self, status: StatusCode, body: Bytes) -> (StatusCode, Bytes) {
+        (status, body)
+    }
+
+    /// A translator for stream events that are not OpenAI chunks already.
+    fn stream(
+        &self,
+        _public_model: &str,
+        _include_usage: bool,
+    ) -> Option<Box<dyn StreamTranslate>> {
+        None
+    }
+}
+
+/// Turns a provider's stream events into OpenAI chunk payloads, incrementally.
+pub trait StreamTranslate: Send {
+    /// One event in, the `data:` payloads to send out; an `Err` is the provider's error,
+    /// as the status and OpenAI-shaped body to end the stream with.
+    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, (u16, String)>;
+    /// Usage so far (final once the stream is done).
+    fn usage(&self) -> Usage;
+    /// Whether the provider's end-of-stream event arrived.
+    fn is_done(&self) -> bool;
 }
 
 /// The adapter for a provider kind.
@@ -47,5 +89,6 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
     match kind {
         // The mock speaks the OpenAI wire format.
         ProviderKind::Openai | ProviderKind::Mock => &openai::OpenAi,
+        ProviderKind::Anthropic => &anthropic::Anthropic,
     }
 }

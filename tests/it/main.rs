@@ -11,6 +11,7 @@
 mod support;
 
 mod admin;
+mod anthropic;
 mod auth;
 mod binary;
 mod cache;
