@@ -212,6 +212,8 @@ pub enum ProviderKind {
     Openai,
     /// The Anthropic Messages API.
     Anthropic,
+    /// Azure OpenAI: OpenAI's format, deployment in the URL, `api-version`, `api-key` header.
+    Azure,
     /// Built-in, in-process test provider (no network).
     Mock,
 }
@@ -221,6 +223,7 @@ impl ProviderKind {
         match self {
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
+            Self::Azure => "azure",
             Self::Mock => "mock",
         }
     }
@@ -256,6 +259,9 @@ pub struct ProviderConfig {
     /// Extra headers sent with every upstream request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Azure OpenAI `api-version` query parameter.
+    #[serde(default = "azure_api_version")]
+    pub api_version: String,
     /// `max_tokens` sent to providers that require it (Anthropic) when the request has none.
     #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u32,
@@ -274,6 +280,10 @@ fn yes() -> bool {
 
 fn default_max_tokens() -> u32 {
     4096
+}
+
+fn azure_api_version() -> String {
+    "2024-10-21".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -84,6 +84,7 @@ pub struct Provider {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub stream_include_usage: bool,
     pub default_max_tokens: u32,
+    pub api_version: String,
     pub mock: MockSettings,
     next_key: AtomicUsize,
 }
@@ -102,6 +103,7 @@ impl Provider {
             headers: self.headers.clone(),
             stream_include_usage: self.stream_include_usage,
             default_max_tokens: self.default_max_tokens,
+            api_version: self.api_version.clone(),
             // A mock answers without keys; a copy never needs the original's counters.
             mock: mock_settings(&MockConfig::default(), "", &mut unused),
             next_key: AtomicUsize::new(0),
@@ -312,9 +314,15 @@ impl Runtime {
                 (None, ProviderKind::Anthropic) => {
                     crate::providers::anthropic::DEFAULT_BASE_URL.to_string()
                 }
+                (None, ProviderKind::Azure) => {
+                    errs.push(format!(
+                        "{at}.base_url: an azure provider needs its resource URL, like \"https://NAME.openai.azure.com/openai\""
+                    ));
+                    String::new()
+                }
                 (None, ProviderKind::Mock) => "mock://".to_string(),
             };
-            if p.kind != ProviderKind::Mock {
+            if p.kind != ProviderKind::Mock && !base_url.is_empty() {
                 match base_url.parse::<Uri>() {
                     Ok(u)
                         if matches!(u.scheme_str(), Some("http" | "https"))
@@ -347,7 +355,7 @@ impl Runtime {
             if p.kind == ProviderKind::Mock {
                 errs.extend(mock_errs);
             }
-            if p.kind != ProviderKind::Mock
+            if matches!(p.kind, ProviderKind::Openai | ProviderKind::Anthropic)
                 && p.base_url.is_none()
                 && p.api_key_env.is_none()
                 && p.api_key_file.is_none()
@@ -367,6 +375,7 @@ impl Runtime {
                 headers,
                 stream_include_usage: p.stream_include_usage,
                 default_max_tokens: p.default_max_tokens,
+                api_version: p.api_version.clone(),
                 mock,
                 next_key: AtomicUsize::new(0),
             }));
@@ -592,9 +601,9 @@ fn read_keys(
     }
     let mut auth = Vec::new();
     for key in &keys {
-        // Anthropic takes the bare key in `x-api-key`; everyone else a bearer token.
+        // Anthropic (`x-api-key`) and Azure (`api-key`) take the bare key; the rest a bearer token.
         let value = match kind {
-            ProviderKind::Anthropic => key.expose().to_string(),
+            ProviderKind::Anthropic | ProviderKind::Azure => key.expose().to_string(),
             _ => format!("Bearer {}", key.expose()),
         };
         match HeaderValue::try_from(value) {

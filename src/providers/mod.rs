@@ -6,6 +6,7 @@
 //! in-process, so `forward` hands it the encoded request instead of a socket.
 
 pub mod anthropic;
+pub mod azure;
 pub mod mock;
 pub mod openai;
 
@@ -90,5 +91,6 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
         // The mock speaks the OpenAI wire format.
         ProviderKind::Openai | ProviderKind::Mock => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
+        ProviderKind::Azure => &azure::Azure,
     }
 }

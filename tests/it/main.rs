@@ -13,6 +13,7 @@ mod support;
 mod admin;
 mod anthropic;
 mod auth;
+mod azure;
 mod binary;
 mod cache;
 mod chat;

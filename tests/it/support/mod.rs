@@ -337,6 +337,8 @@ pub fn sse_data(body: &str) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The query string, without `?` (empty when there is none).
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -574,6 +576,7 @@ impl MockUpstream {
             .unwrap_or_default();
         h.received.lock().expect("lock").push(Received {
             path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
             headers: parts.headers,
             body,
         });
