@@ -214,6 +214,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Azure OpenAI: OpenAI's format, deployment in the URL, `api-version`, `api-key` header.
     Azure,
+    /// The Google Gemini API (AI Studio `generateContent`), key in `x-goog-api-key`.
+    Gemini,
     /// Built-in, in-process test provider (no network).
     Mock,
 }
@@ -224,6 +226,7 @@ impl ProviderKind {
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
             Self::Azure => "azure",
+            Self::Gemini => "gemini",
             Self::Mock => "mock",
         }
     }

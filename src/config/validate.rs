@@ -314,6 +314,9 @@ impl Runtime {
                 (None, ProviderKind::Anthropic) => {
                     crate::providers::anthropic::DEFAULT_BASE_URL.to_string()
                 }
+                (None, ProviderKind::Gemini) => {
+                    crate::providers::gemini::DEFAULT_BASE_URL.to_string()
+                }
                 (None, ProviderKind::Azure) => {
                     errs.push(format!(
                         "{at}.base_url: an azure provider needs its resource URL, like \"https://NAME.openai.azure.com/openai\""
@@ -355,8 +358,10 @@ impl Runtime {
             if p.kind == ProviderKind::Mock {
                 errs.extend(mock_errs);
             }
-            if matches!(p.kind, ProviderKind::Openai | ProviderKind::Anthropic)
-                && p.base_url.is_none()
+            if matches!(
+                p.kind,
+                ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini
+            ) && p.base_url.is_none()
                 && p.api_key_env.is_none()
                 && p.api_key_file.is_none()
             {
@@ -601,9 +606,12 @@ fn read_keys(
     }
     let mut auth = Vec::new();
     for key in &keys {
-        // Anthropic (`x-api-key`) and Azure (`api-key`) take the bare key; the rest a bearer token.
+        // Anthropic (`x-api-key`), Azure (`api-key`) and Gemini (`x-goog-api-key`) take the
+        // bare key; the rest a bearer token.
         let value = match kind {
-            ProviderKind::Anthropic | ProviderKind::Azure => key.expose().to_string(),
+            ProviderKind::Anthropic | ProviderKind::Azure | ProviderKind::Gemini => {
+                key.expose().to_string()
+            }
             _ => format!("Bearer {}", key.expose()),
         };
         match HeaderValue::try_from(value) {

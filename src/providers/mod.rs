@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 
@@ -92,5 +93,6 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
         ProviderKind::Openai | ProviderKind::Mock => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::Azure => &azure::Azure,
+        ProviderKind::Gemini => &gemini::Gemini,
     }
 }

@@ -20,6 +20,7 @@ mod chat;
 mod config;
 mod errors;
 mod forwarding;
+mod gemini;
 mod mock_provider;
 mod routing;
 mod streaming;
