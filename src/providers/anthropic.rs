@@ -5,9 +5,9 @@
 //!
 //! Error messages made here name fields and indexes, never prompt text.
 
-use std::fmt;
-
 use serde::Deserialize;
+
+pub use super::translate::TranslateError;
 use serde_json::{json, Map, Value};
 
 use crate::api::openai::{ChatRequest, Content, ContentPart, Message, PromptTokensDetails, Usage};
@@ -23,68 +23,6 @@ pub const AUTH_HEADER: &str = "x-api-key";
 pub fn request_headers() -> [(&'static str, &'static str); 1] {
     [("anthropic-version", API_VERSION)]
 }
-
-/// Why a translation failed, already in the terms the gateway answers the client with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TranslateError {
-    /// HTTP status for the client.
-    pub status: u16,
-    /// OpenAI `error.type`.
-    pub kind: &'static str,
-    /// OpenAI `error.code`.
-    pub code: &'static str,
-    pub message: String,
-    /// The OpenAI request field at fault, e.g. `messages[2].tool_calls[0].function.arguments`.
-    pub param: Option<String>,
-}
-
-impl TranslateError {
-    /// A request field that is malformed; `what` completes the sentence that names it.
-    fn invalid(param: impl Into<String>, what: &str) -> Self {
-        let param = param.into();
-        Self {
-            status: 400,
-            kind: "invalid_request_error",
-            code: "invalid_request",
-            message: format!("{param} {what}"),
-            param: Some(param),
-        }
-    }
-
-    /// A request field that is well-formed but has no Anthropic equivalent.
-    fn unsupported(param: impl Into<String>, what: &str) -> Self {
-        Self {
-            code: "unsupported_parameter",
-            ..Self::invalid(param, what)
-        }
-    }
-
-    /// Anthropic answered with something that is not what its API promises.
-    fn upstream(message: String) -> Self {
-        Self {
-            status: 502,
-            kind: "upstream_error",
-            code: "upstream_bad_response",
-            message,
-            param: None,
-        }
-    }
-
-    /// The OpenAI error envelope `{"error":{"message","type","param","code"}}`.
-    pub fn to_openai(&self) -> Value {
-        json!({"error": {
-            "message": self.message, "type": self.kind, "param": self.param, "code": self.code,
-        }})
-    }
-}
-
-impl fmt::Display for TranslateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for TranslateError {}
 
 // ---------------------------------------------------------------------------------------------
 // Request

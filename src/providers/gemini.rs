@@ -10,9 +10,10 @@
 //! Error messages made here name fields and indexes, never prompt text.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde::Deserialize;
+
+pub use super::translate::TranslateError;
 use serde_json::{json, Map, Value};
 
 use crate::api::openai::{
@@ -22,76 +23,6 @@ use crate::api::openai::{
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
 /// The header that carries the provider key: `x-goog-api-key: <key>`, without a prefix.
 pub const AUTH_HEADER: &str = "x-goog-api-key";
-
-/// Why a translation failed, already in the terms the gateway answers the client with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TranslateError {
-    /// HTTP status for the client.
-    pub status: u16,
-    /// OpenAI `error.type`.
-    pub kind: &'static str,
-    /// OpenAI `error.code`.
-    pub code: &'static str,
-    pub message: String,
-    /// The OpenAI request field at fault, e.g. `messages[2].tool_call_id`.
-    pub param: Option<String>,
-}
-
-impl TranslateError {
-    /// A request field that is malformed; `what` completes the sentence that names it.
-    fn invalid(param: impl Into<String>, what: &str) -> Self {
-        let param = param.into();
-        Self {
-            status: 400,
-            kind: "invalid_request_error",
-            code: "invalid_request",
-            message: format!("{param} {what}"),
-            param: Some(param),
-        }
-    }
-
-    /// A request field that is well-formed but has no Gemini equivalent.
-    fn unsupported(param: impl Into<String>, what: &str) -> Self {
-        Self {
-            code: "unsupported_parameter",
-            ..Self::invalid(param, what)
-        }
-    }
-
-    /// Gemini answered with something that is not what its API promises.
-    fn upstream(message: String) -> Self {
-        Self {
-            status: 502,
-            kind: "upstream_error",
-            code: "upstream_bad_response",
-            message,
-            param: None,
-        }
-    }
-
-    /// The OpenAI error envelope `{"error":{"message","type","param","code"}}`.
-    pub fn to_openai(&self) -> Value {
-        json!({"error": {
-            "message": self.message, "type": self.kind, "param": self.param, "code": self.code,
-        }})
-    }
-
-    fn into_error(self) -> crate::error::Error {
-        crate::error::Error::InvalidRequest {
-            message: self.message,
-            param: self.param,
-            code: self.code,
-        }
-    }
-}
-
-impl fmt::Display for TranslateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for TranslateError {}
 
 // ---------------------------------------------------------------------------------------------
 // Paths

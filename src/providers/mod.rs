@@ -10,6 +10,7 @@ pub mod azure;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod translate;
 
 use bytes::Bytes;
 use http::{HeaderName, StatusCode};
