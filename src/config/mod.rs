@@ -216,6 +216,8 @@ pub enum ProviderKind {
     Azure,
     /// The Google Gemini API (AI Studio `generateContent`), key in `x-goog-api-key`.
     Gemini,
+    /// Cohere's Chat v2 API (`/v2/chat`), key as a bearer token.
+    Cohere,
     /// Built-in, in-process test provider (no network).
     Mock,
 }
@@ -227,6 +229,7 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::Azure => "azure",
             Self::Gemini => "gemini",
+            Self::Cohere => "cohere",
             Self::Mock => "mock",
         }
     }

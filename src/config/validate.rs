@@ -317,6 +317,9 @@ impl Runtime {
                 (None, ProviderKind::Gemini) => {
                     crate::providers::gemini::DEFAULT_BASE_URL.to_string()
                 }
+                (None, ProviderKind::Cohere) => {
+                    crate::providers::cohere::DEFAULT_BASE_URL.to_string()
+                }
                 (None, ProviderKind::Azure) => {
                     errs.push(format!(
                         "{at}.base_url: an azure provider needs its resource URL, like \"https://NAME.openai.azure.com/openai\""
@@ -360,7 +363,10 @@ impl Runtime {
             }
             if matches!(
                 p.kind,
-                ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini
+                ProviderKind::Openai
+                    | ProviderKind::Anthropic
+                    | ProviderKind::Gemini
+                    | ProviderKind::Cohere
             ) && p.base_url.is_none()
                 && p.api_key_env.is_none()
                 && p.api_key_file.is_none()

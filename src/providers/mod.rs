@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod cohere;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
@@ -95,5 +96,6 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::Azure => &azure::Azure,
         ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Cohere => &cohere::Cohere,
     }
 }

@@ -17,6 +17,7 @@ mod azure;
 mod binary;
 mod cache;
 mod chat;
+mod cohere;
 mod config;
 mod errors;
 mod forwarding;
