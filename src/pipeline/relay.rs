@@ -141,10 +141,10 @@ impl Relay {
                         self.saw_done = true;
                     }
                 }
-                Err((status, body)) => {
-                    sse::encode_into(out, None, &body);
+                Err(e) => {
+                    sse::encode_into(out, None, &e.to_openai().to_string());
                     self.saw_error = true;
-                    self.error_status = status;
+                    self.error_status = e.status;
                 }
             }
         }

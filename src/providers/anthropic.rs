@@ -813,16 +813,10 @@ impl super::Adapter for Anthropic {
         body: bytes::Bytes,
         public_model: &str,
     ) -> Result<bytes::Bytes, crate::error::Error> {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        decode_response(&body, public_model, created)
-            .map(|v| bytes::Bytes::from(v.to_string()))
-            .map_err(|e| crate::error::Error::UpstreamProtocol {
-                provider: "anthropic".into(),
-                reason: e.message,
-            })
+        super::translate::body_or_502(
+            decode_response(&body, public_model, super::translate::unix_now()),
+            "anthropic",
+        )
     }
 
     fn decode_error(
@@ -830,11 +824,7 @@ impl super::Adapter for Anthropic {
         status: http::StatusCode,
         body: bytes::Bytes,
     ) -> (http::StatusCode, bytes::Bytes) {
-        let (code, v) = decode_error(status.as_u16(), &body);
-        (
-            http::StatusCode::from_u16(code).unwrap_or(status),
-            bytes::Bytes::from(v.to_string()),
-        )
+        super::translate::error_answer(status, decode_error(status.as_u16(), &body))
     }
 
     fn stream(
@@ -842,21 +832,17 @@ impl super::Adapter for Anthropic {
         public_model: &str,
         include_usage: bool,
     ) -> Option<Box<dyn super::StreamTranslate>> {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
         Some(Box::new(StreamState::new(
             public_model,
-            created,
+            super::translate::unix_now(),
             include_usage,
         )))
     }
 }
 
 impl super::StreamTranslate for StreamState {
-    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, (u16, String)> {
-        StreamState::on_event(self, event, data).map_err(|e| (e.status, e.to_openai().to_string()))
+    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, TranslateError> {
+        StreamState::on_event(self, event, data)
     }
 
     fn usage(&self) -> Usage {

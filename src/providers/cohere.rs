@@ -771,13 +771,6 @@ pub fn decode_error(status: u16, body: &[u8]) -> (u16, Value) {
 // ---------------------------------------------------------------------------------------------
 // The adapter
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 /// The Cohere v2 wire format as a gateway adapter.
 pub struct Cohere;
 
@@ -815,12 +808,10 @@ impl super::Adapter for Cohere {
         body: bytes::Bytes,
         public_model: &str,
     ) -> Result<bytes::Bytes, crate::error::Error> {
-        decode_response(&body, public_model, now())
-            .map(|v| bytes::Bytes::from(v.to_string()))
-            .map_err(|e| crate::error::Error::UpstreamProtocol {
-                provider: "cohere".into(),
-                reason: e.message,
-            })
+        super::translate::body_or_502(
+            decode_response(&body, public_model, super::translate::unix_now()),
+            "cohere",
+        )
     }
 
     fn decode_error(
@@ -828,11 +819,7 @@ impl super::Adapter for Cohere {
         status: http::StatusCode,
         body: bytes::Bytes,
     ) -> (http::StatusCode, bytes::Bytes) {
-        let (code, v) = decode_error(status.as_u16(), &body);
-        (
-            http::StatusCode::from_u16(code).unwrap_or(status),
-            bytes::Bytes::from(v.to_string()),
-        )
+        super::translate::error_answer(status, decode_error(status.as_u16(), &body))
     }
 
     fn stream(
@@ -842,15 +829,15 @@ impl super::Adapter for Cohere {
     ) -> Option<Box<dyn super::StreamTranslate>> {
         Some(Box::new(StreamState::new(
             public_model,
-            now(),
+            super::translate::unix_now(),
             include_usage,
         )))
     }
 }
 
 impl super::StreamTranslate for StreamState {
-    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, (u16, String)> {
-        StreamState::on_event(self, event, data).map_err(|e| (e.status, e.to_openai().to_string()))
+    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, TranslateError> {
+        StreamState::on_event(self, event, data)
     }
 
     fn usage(&self) -> Usage {

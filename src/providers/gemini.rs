@@ -973,13 +973,6 @@ fn provider_error(body: Option<&Value>, http_status: Option<u16>) -> TranslateEr
 // ---------------------------------------------------------------------------------------------
 // The adapter
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 /// The Gemini wire format as a gateway adapter.
 pub struct Gemini;
 
@@ -1023,12 +1016,10 @@ impl super::Adapter for Gemini {
         body: bytes::Bytes,
         public_model: &str,
     ) -> Result<bytes::Bytes, crate::error::Error> {
-        decode_response(&body, public_model, now())
-            .map(|v| bytes::Bytes::from(v.to_string()))
-            .map_err(|e| crate::error::Error::UpstreamProtocol {
-                provider: "gemini".into(),
-                reason: e.message,
-            })
+        super::translate::body_or_502(
+            decode_response(&body, public_model, super::translate::unix_now()),
+            "gemini",
+        )
     }
 
     fn decode_error(
@@ -1036,11 +1027,7 @@ impl super::Adapter for Gemini {
         status: http::StatusCode,
         body: bytes::Bytes,
     ) -> (http::StatusCode, bytes::Bytes) {
-        let (code, v) = decode_error(status.as_u16(), &body);
-        (
-            http::StatusCode::from_u16(code).unwrap_or(status),
-            bytes::Bytes::from(v.to_string()),
-        )
+        super::translate::error_answer(status, decode_error(status.as_u16(), &body))
     }
 
     fn stream(
@@ -1050,15 +1037,15 @@ impl super::Adapter for Gemini {
     ) -> Option<Box<dyn super::StreamTranslate>> {
         Some(Box::new(StreamState::new(
             public_model,
-            now(),
+            super::translate::unix_now(),
             include_usage,
         )))
     }
 }
 
 impl super::StreamTranslate for StreamState {
-    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, (u16, String)> {
-        StreamState::on_event(self, event, data).map_err(|e| (e.status, e.to_openai().to_string()))
+    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, TranslateError> {
+        StreamState::on_event(self, event, data)
     }
 
     fn usage(&self) -> Usage {

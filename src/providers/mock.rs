@@ -104,7 +104,7 @@ fn chat(settings: &MockSettings, body: &[u8]) -> MockResponse {
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
     });
     let id = format!("chatcmpl-mock{:016x}", rand::random::<u64>());
-    let created = now();
+    let created = super::translate::unix_now();
     let model = req.model.as_str();
 
     if !req.is_stream() {
@@ -254,13 +254,6 @@ fn truncate_chars(s: &str, max: usize) -> &str {
 fn char_chunks(s: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
     chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 fn json_response(status: StatusCode, body: String) -> MockResponse {

@@ -79,9 +79,13 @@ pub trait Adapter: Send + Sync {
 
 /// Turns a provider's stream events into OpenAI chunk payloads, incrementally.
 pub trait StreamTranslate: Send {
-    /// One event in, the `data:` payloads to send out; an `Err` is the provider's error,
-    /// as the status and OpenAI-shaped body to end the stream with.
-    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, (u16, String)>;
+    /// One event in, the `data:` payloads to send out; an `Err` is the provider's error, which
+    /// ends the stream.
+    fn on_event(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Vec<String>, translate::TranslateError>;
     /// Usage so far (final once the stream is done).
     fn usage(&self) -> Usage;
     /// Whether the provider's end-of-stream event arrived.

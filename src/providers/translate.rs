@@ -78,3 +78,35 @@ impl fmt::Display for TranslateError {
 }
 
 impl std::error::Error for TranslateError {}
+
+/// Seconds since the Unix epoch, for the `created` of translated responses.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A translated response body, or the provider's malformed answer as a 502.
+pub(crate) fn body_or_502(
+    decoded: Result<Value, TranslateError>,
+    provider: &str,
+) -> Result<bytes::Bytes, crate::error::Error> {
+    decoded
+        .map(|v| bytes::Bytes::from(v.to_string()))
+        .map_err(|e| crate::error::Error::UpstreamProtocol {
+            provider: provider.into(),
+            reason: e.message,
+        })
+}
+
+/// A translated error answer (status and OpenAI envelope) as the adapter hook returns it.
+pub(crate) fn error_answer(
+    status: http::StatusCode,
+    (code, body): (u16, Value),
+) -> (http::StatusCode, bytes::Bytes) {
+    (
+        http::StatusCode::from_u16(code).unwrap_or(status),
+        bytes::Bytes::from(body.to_string()),
+    )
+}
