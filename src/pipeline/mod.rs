@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod forward;
+pub mod messages;
 pub mod relay;
 pub mod retry;
 pub mod route;
@@ -252,6 +253,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let endpoint = match api_path {
         "/chat/completions" => "chat",
         "/embeddings" => "embeddings",
+        "/messages" => "messages",
+        "/messages/count_tokens" => "count_tokens",
         p if p == "/models" || p.starts_with("/models/") => "models",
         _ => "other",
     };
@@ -259,6 +262,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let method = req.method().clone();
     let result = if method == Method::POST && endpoint == "chat" {
         chat(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "messages" {
+        messages::messages(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "count_tokens" {
+        messages::count_tokens(&state, &rt, req, &mut ctx)
+            .await
+            .map(|r| Reply::Full(r, None))
     } else if method == Method::POST && endpoint == "embeddings" {
         embeddings(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::GET && endpoint == "models" {
@@ -291,13 +300,18 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             translate,
         }) => {
             let idle = rt.server.stream_idle_timeout;
-            let mut resp = Response::new(Body::new(relay::Relay::new(
+            let body = Body::new(relay::Relay::new(
                 upstream.body,
                 ctx,
                 wants_usage,
                 translate,
                 idle,
-            )));
+            ));
+            let mut resp = Response::new(if endpoint == "messages" {
+                messages::event_stream(body)
+            } else {
+                body
+            });
             let h = resp.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
@@ -310,6 +324,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         Err(e) => {
             ctx.finish(e.status().as_u16(), None, Some(e.kind()));
             let mut resp = e.into_response();
+            if endpoint == "messages" || endpoint == "count_tokens" {
+                resp = messages::error_response(resp).await;
+            }
             if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
                 let allow = if endpoint == "models" { "GET" } else { "POST" };
                 resp.headers_mut()
@@ -352,6 +369,18 @@ async fn chat(
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
     let (caller, headers, chat) = parse::<ChatRequest>(&rt, req, ctx).await?;
+    run_chat(state, rt, caller, headers, chat, ctx).await
+}
+
+/// Everything after parse + auth for a chat request, whichever API the client spoke.
+async fn run_chat(
+    state: Arc<AppState>,
+    rt: Arc<Runtime>,
+    caller: Caller,
+    headers: http::HeaderMap,
+    chat: ChatRequest,
+    ctx: &mut Ctx,
+) -> Result<Reply, Error> {
     if chat.messages.is_empty() {
         return Err(Error::invalid(
             "'messages' must contain at least one message",

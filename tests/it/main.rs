@@ -22,6 +22,7 @@ mod config;
 mod errors;
 mod forwarding;
 mod gemini;
+mod messages;
 mod mock_provider;
 mod routing;
 mod streaming;
