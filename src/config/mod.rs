@@ -257,7 +257,16 @@ impl OneOrMany {
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
+    /// A known OpenAI-compatible vendor (`kind = "openai"` only): its base URL, key variable
+    /// and parameter quirks as defaults.
+    pub preset: Option<String>,
     pub base_url: Option<String>,
+    /// Request parameters this provider rejects; removed before sending.
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+    /// Request parameters this provider knows under another name.
+    #[serde(default)]
+    pub rename_params: BTreeMap<String, String>,
     /// Environment variable(s) holding the API key; several form a round-robin key pool.
     pub api_key_env: Option<OneOrMany>,
     /// File(s) holding the API key (trailing whitespace ignored).

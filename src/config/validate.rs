@@ -86,6 +86,8 @@ pub struct Provider {
     pub default_max_tokens: u32,
     pub api_version: String,
     pub mock: MockSettings,
+    /// Parameters this vendor drops, renames or refuses (OpenAI wire format only).
+    pub params: crate::providers::presets::Params,
     next_key: AtomicUsize,
 }
 
@@ -104,6 +106,7 @@ impl Provider {
             stream_include_usage: self.stream_include_usage,
             default_max_tokens: self.default_max_tokens,
             api_version: self.api_version.clone(),
+            params: self.params.clone(),
             // A mock answers without keys; a copy never needs the original's counters.
             mock: mock_settings(&MockConfig::default(), "", &mut unused),
             next_key: AtomicUsize::new(0),
@@ -308,8 +311,37 @@ impl Runtime {
             if provider_index.insert(p.name.clone(), i).is_some() {
                 errs.push(format!("{at}.name: duplicate provider name {:?}", p.name));
             }
+            let preset = p.preset.as_deref().and_then(|name| {
+                let found = crate::providers::presets::find(name);
+                if found.is_none() {
+                    let known: Vec<&str> = crate::providers::presets::PRESETS
+                        .iter()
+                        .map(|p| p.name)
+                        .collect();
+                    errs.push(format!(
+                        "{at}.preset: unknown preset {name:?}; known: {}",
+                        known.join(", ")
+                    ));
+                } else if p.kind != ProviderKind::Openai {
+                    errs.push(format!(
+                        "{at}.preset: presets are OpenAI-compatible vendors; set kind = \"openai\""
+                    ));
+                }
+                found
+            });
+            let mut params = crate::providers::presets::Params::new(&p.name);
+            if let Some(preset) = preset {
+                params = params.with_preset(preset);
+            }
+            params.drop.extend(p.drop_params.iter().cloned());
+            params
+                .rename
+                .extend(p.rename_params.iter().map(|(a, b)| (a.clone(), b.clone())));
             let base_url = match (&p.base_url, p.kind) {
                 (Some(u), _) => u.trim_end_matches('/').to_string(),
+                (None, _) if preset.is_some() => {
+                    preset.map(|p| p.base_url.to_string()).unwrap_or_default()
+                }
                 (None, ProviderKind::Openai) => OPENAI_BASE_URL.to_string(),
                 (None, ProviderKind::Anthropic) => {
                     crate::providers::anthropic::DEFAULT_BASE_URL.to_string()
@@ -336,9 +368,14 @@ impl Runtime {
                     _ => errs.push(format!("{at}.base_url: {base_url:?} is not an http(s) URL")),
                 }
             }
+            // A preset's usual key variable, when the config names no key at all.
+            let preset_env = preset
+                .and_then(|pr| pr.key_env)
+                .filter(|_| p.api_key_env.is_none() && p.api_key_file.is_none())
+                .map(|v| OneOrMany::One(v.to_string()));
             let (keys, auth) = read_keys(
                 p.kind,
-                p.api_key_env.as_ref(),
+                p.api_key_env.as_ref().or(preset_env.as_ref()),
                 p.api_key_file.as_ref(),
                 &at,
                 &format!("provider {:?}", p.name),
@@ -368,6 +405,7 @@ impl Runtime {
                     | ProviderKind::Gemini
                     | ProviderKind::Cohere
             ) && p.base_url.is_none()
+                && preset.is_none()
                 && p.api_key_env.is_none()
                 && p.api_key_file.is_none()
             {
@@ -384,10 +422,12 @@ impl Runtime {
                 keys,
                 auth,
                 headers,
-                stream_include_usage: p.stream_include_usage,
+                stream_include_usage: p.stream_include_usage
+                    && preset.is_none_or(|pr| pr.stream_usage),
                 default_max_tokens: p.default_max_tokens,
                 api_version: p.api_version.clone(),
                 mock,
+                params,
                 next_key: AtomicUsize::new(0),
             }));
         }

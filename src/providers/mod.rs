@@ -11,6 +11,7 @@ pub mod cohere;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod presets;
 pub mod translate;
 
 use bytes::Bytes;

@@ -28,7 +28,15 @@ impl Adapter for OpenAi {
                 .get_or_insert_with(StreamOptions::default)
                 .include_usage = Some(true);
         }
-        let body = to_bytes(req);
+        let body = if provider.params.is_empty() {
+            to_bytes(req)
+        } else {
+            // The vendor's quirks apply to what is sent only, not to the request that may go
+            // to the next candidate.
+            let mut adjusted = req.clone();
+            provider.params.apply(&mut adjusted)?;
+            to_bytes(&adjusted)
+        };
         req.stream_options = client_options;
         Ok(UpstreamRequest {
             path: "/chat/completions".into(),

@@ -24,5 +24,6 @@ mod forwarding;
 mod gemini;
 mod messages;
 mod mock_provider;
+mod presets;
 mod routing;
 mod streaming;
