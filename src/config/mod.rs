@@ -278,8 +278,8 @@ pub struct ProviderConfig {
     #[serde(default = "azure_api_version")]
     pub api_version: String,
     /// `max_tokens` sent to providers that require it (Anthropic) when the request has none.
-    #[serde(default = "default_max_tokens")]
-    pub default_max_tokens: u32,
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
     /// Ask an OpenAI-compatible upstream for usage on streams (`stream_options.include_usage`)
     /// so tokens are counted; turn off for a vendor that rejects `stream_options`.
     #[serde(default = "yes")]
@@ -291,10 +291,6 @@ pub struct ProviderConfig {
 
 fn yes() -> bool {
     true
-}
-
-fn default_max_tokens() -> u32 {
-    4096
 }
 
 fn azure_api_version() -> String {
@@ -371,13 +367,18 @@ pub struct DeploymentConfig {
     /// USD per million tokens, for `strategy = "least-cost"`.
     #[serde(default)]
     pub price: Option<PriceConfig>,
-    /// What the deployment supports, of `vision`, `tools`, `json`, `streaming`; absent: all.
+    /// What the deployment supports, of `vision`, `tools`, `json`, `streaming`; absent: from
+    /// the built-in model table, else all.
     /// A request needing something a deployment lacks is never sent there.
     #[serde(default)]
     pub capabilities: Option<Vec<String>>,
-    /// Prompt plus output tokens the model accepts; absent: unlimited.
+    /// Prompt plus output tokens the model accepts; absent: from the built-in model table,
+    /// else unlimited.
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// The most output tokens one answer may have; absent: from the built-in model table.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
     /// Time to response headers for an attempt on this deployment; absent:
     /// `routing.attempt_timeout_secs`.
     #[serde(default)]

@@ -83,7 +83,9 @@ pub struct Provider {
     auth: Vec<HeaderValue>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub stream_include_usage: bool,
-    pub default_max_tokens: u32,
+    /// `max_tokens` for a provider that requires one, when the request sets none; absent:
+    /// the model's own maximum output (built-in table), else 4096.
+    pub default_max_tokens: Option<u32>,
     pub api_version: String,
     pub mock: MockSettings,
     /// Parameters this vendor drops, renames or refuses (OpenAI wire format only).
@@ -168,6 +170,7 @@ pub struct Deployment {
     pub price: Option<(f64, f64)>,
     pub capabilities: Capabilities,
     pub context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
     pub timeout: Option<Duration>,
     pub region: Option<String>,
 }
@@ -475,6 +478,8 @@ impl Runtime {
                     }
                     other => other.copied(),
                 };
+                // What the deployment does not declare comes from the built-in table.
+                let known = crate::providers::models::lookup(&d.model);
                 match index {
                     Some(p) => deployments.push(Deployment {
                         provider: p,
@@ -482,12 +487,16 @@ impl Runtime {
                         weight: d.weight,
                         id: format!("{}/{}", d.provider, d.model),
                         price: d.price.map(|p| (p.input, p.output)),
-                        capabilities: capabilities(
-                            d.capabilities.as_deref(),
-                            &format!("{at}.deployments[{j}].capabilities"),
-                            &mut errs,
-                        ),
-                        context_window: d.context_window,
+                        capabilities: match (&d.capabilities, known) {
+                            (None, Some(k)) => k.caps,
+                            _ => capabilities(
+                                d.capabilities.as_deref(),
+                                &format!("{at}.deployments[{j}].capabilities"),
+                                &mut errs,
+                            ),
+                        },
+                        context_window: d.context_window.or(known.map(|k| k.context_window)),
+                        max_output_tokens: d.max_output_tokens.or(known.map(|k| k.max_output)),
                         timeout: d.timeout_secs.map(Duration::from_secs),
                         region: d.region.clone(),
                     }),
@@ -512,6 +521,11 @@ impl Runtime {
                 if d.context_window == Some(0) {
                     errs.push(format!(
                         "{at}.deployments[{j}].context_window: must be greater than 0"
+                    ));
+                }
+                if d.max_output_tokens == Some(0) {
+                    errs.push(format!(
+                        "{at}.deployments[{j}].max_output_tokens: must be greater than 0"
                     ));
                 }
                 if d.weight == 0 {

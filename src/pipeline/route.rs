@@ -96,6 +96,13 @@ impl Needs {
                 "'{cap}', which no deployment of this model supports"
             ));
         }
+        if let (Some(asked), Some(most)) = (self.max_tokens, d.max_output_tokens) {
+            if asked > most {
+                return Some(format!(
+                    "up to {asked} output tokens (max_tokens), more than any deployment returns in one answer"
+                ));
+            }
+        }
         let needed = self.prompt_tokens + self.max_tokens.unwrap_or(0);
         match d.context_window {
             Some(w) if needed > w => Some(format!(

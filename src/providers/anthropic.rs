@@ -770,14 +770,15 @@ impl super::Adapter for Anthropic {
         upstream_model: &str,
         provider: &crate::config::Provider,
     ) -> Result<super::UpstreamRequest, crate::error::Error> {
-        let body =
-            encode_request(req, upstream_model, provider.default_max_tokens).map_err(|e| {
-                crate::error::Error::InvalidRequest {
-                    message: e.message,
-                    param: e.param,
-                    code: e.code,
-                }
-            })?;
+        let default_max =
+            super::models::default_max_tokens(provider.default_max_tokens, upstream_model);
+        let body = encode_request(req, upstream_model, default_max).map_err(|e| {
+            crate::error::Error::InvalidRequest {
+                message: e.message,
+                param: e.param,
+                code: e.code,
+            }
+        })?;
         Ok(super::UpstreamRequest {
             path: MESSAGES_PATH.into(),
             body: bytes::Bytes::from(body.to_string()),

@@ -10,6 +10,7 @@ pub mod azure;
 pub mod cohere;
 pub mod gemini;
 pub mod mock;
+pub mod models;
 pub mod openai;
 pub mod presets;
 pub mod translate;

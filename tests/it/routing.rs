@@ -627,3 +627,60 @@ async fn projects_with_regions_only_reach_deployments_there() {
     assert_eq!(r.status, 400);
     assert!(us.requests().is_empty());
 }
+
+/// Deployments that declare nothing inherit what the built-in model table knows of their
+/// upstream model: an image goes past a text-only model to a vision one, and a `max_tokens`
+/// above every deployment's output limit is a 400 before anything is sent.
+#[tokio::test]
+async fn undeclared_capabilities_come_from_the_built_in_model_table() {
+    let up = MockUpstream::openai().start().await;
+    let toml = format!(
+        r#"
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "http://{}/v1"
+
+[[models]]
+name = "chat"
+strategy = "priority"
+deployments = [
+  {{ provider = "up", model = "gpt-3.5-turbo-0125" }},
+  {{ provider = "up", model = "gpt-4o-2024-08-06" }},
+]
+
+[[models]]
+name = "old"
+deployments = [{{ provider = "up", model = "gpt-3.5-turbo" }}]
+
+[[projects]]
+name = "alpha"
+keys = ["{}"]
+"#,
+        up.addr,
+        hashed(KEY)
+    );
+    let gw = spawn_gateway(&toml).await;
+    let image = |model: &str| {
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]})
+    };
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &image("chat")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().json()["model"], "gpt-4o-2024-08-06");
+
+    let sent = up.requests().len();
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &image("old")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "unsupported_by_model");
+    assert!(r.text().contains("vision"), "{}", r.text());
+
+    let mut big = chat_body("hi");
+    big["model"] = "chat".into();
+    big["max_tokens"] = 50_000.into();
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &big).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("output tokens"), "{}", r.text());
+    assert_eq!(up.requests().len(), sent, "refused requests are not sent");
+}
