@@ -732,13 +732,14 @@ fn aws_credentials(
     };
     let (access_key_id, secret_access_key) = (access_key_id?, secret_access_key?);
     // Both go into request headers; a value that cannot is a broken setting, said at load.
+    // The key id sits in `Credential=<id>/<scope>, ...`, so a separator in it breaks that too.
     if !access_key_id
         .expose()
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric())
+        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b',')
     {
         errs.push(format!(
-            "{at}.access_key_id_env: the access key id of {owner} is not an AWS key id"
+            "{at}.access_key_id_env: the access key id of {owner} has characters an AWS key id cannot have"
         ));
     }
     if session_token
