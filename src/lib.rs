@@ -8,7 +8,7 @@
 //! - `api`: the OpenAI wire types clients send.
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
 //! - `state`: what requests share (config snapshot, HTTP client, metrics, tasks).
-//! - `error`, `body`, `sse`, `metrics`: the shared pieces.
+//! - `error`, `body`, `sse`, `eventstream`, `metrics`: the shared pieces.
 //! - `cli`: the `gateway` subcommands.
 
 pub mod api;
@@ -17,6 +17,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eventstream;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 pub use secret::Secret;
 pub use validate::{
-    hash_key, Caller, Capabilities, Cors, Deployment, KeyHash, MockSettings, Model, Project,
-    Provider, Routing, Runtime, ServerSettings,
+    hash_key, AwsCredentials, Caller, Capabilities, Cors, Deployment, KeyHash, MockSettings, Model,
+    Project, Provider, Routing, Runtime, ServerSettings,
 };
 
 /// Where the config file is looked for when `--config` is not given.
@@ -218,6 +218,9 @@ pub enum ProviderKind {
     Gemini,
     /// Cohere's Chat v2 API (`/v2/chat`), key as a bearer token.
     Cohere,
+    /// AWS Bedrock Converse / ConverseStream (and InvokeModel for embeddings), signed with
+    /// SigV4 or sent with a Bedrock API key as a bearer token.
+    Bedrock,
     /// Built-in, in-process test provider (no network).
     Mock,
 }
@@ -230,6 +233,7 @@ impl ProviderKind {
             Self::Azure => "azure",
             Self::Gemini => "gemini",
             Self::Cohere => "cohere",
+            Self::Bedrock => "bedrock",
             Self::Mock => "mock",
         }
     }
@@ -287,6 +291,37 @@ pub struct ProviderConfig {
     /// Behaviour of a `kind = "mock"` provider.
     #[serde(default)]
     pub mock: MockConfig,
+    /// AWS region of a `kind = "bedrock"` provider (`us-east-1`): the SigV4 scope and the
+    /// default endpoint `https://bedrock-runtime.{region}.amazonaws.com`.
+    pub region: Option<String>,
+    /// Bedrock SigV4 credentials, named like the keys: environment variables (defaults
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or files.
+    pub access_key_id_env: Option<String>,
+    pub access_key_id_file: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub secret_access_key_file: Option<String>,
+    pub session_token_env: Option<String>,
+    pub session_token_file: Option<String>,
+}
+
+impl ProviderConfig {
+    /// The SigV4 credential settings given, as `(field, value)`.
+    pub fn aws_fields(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("access_key_id_env", self.access_key_id_env.as_deref()),
+            ("access_key_id_file", self.access_key_id_file.as_deref()),
+            (
+                "secret_access_key_env",
+                self.secret_access_key_env.as_deref(),
+            ),
+            (
+                "secret_access_key_file",
+                self.secret_access_key_file.as_deref(),
+            ),
+            ("session_token_env", self.session_token_env.as_deref()),
+            ("session_token_file", self.session_token_file.as_deref()),
+        ]
+    }
 }
 
 fn yes() -> bool {

@@ -12,7 +12,9 @@ use http::{HeaderName, HeaderValue, Uri};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Config, MockConfig, OneOrMany, ProviderKind, RoutingConfig, Secret, Strategy};
+use super::{
+    Config, MockConfig, OneOrMany, ProviderConfig, ProviderKind, RoutingConfig, Secret, Strategy,
+};
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -90,7 +92,26 @@ pub struct Provider {
     pub mock: MockSettings,
     /// Parameters this vendor drops, renames or refuses (OpenAI wire format only).
     pub params: crate::providers::presets::Params,
+    /// AWS region (Bedrock; empty for other kinds).
+    pub region: String,
+    /// SigV4 credentials (Bedrock without an API key); used when no pool key is picked.
+    pub aws: Option<Arc<AwsCredentials>>,
     next_key: AtomicUsize,
+}
+
+/// The AWS credentials a Bedrock provider signs its requests with (SigV4).
+#[derive(Debug)]
+pub struct AwsCredentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+impl AwsCredentials {
+    /// The secrets, for scrubbing echoes of them out of upstream error bodies.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        std::iter::once(&self.secret_access_key).chain(self.session_token.as_ref())
+    }
 }
 
 impl Provider {
@@ -111,6 +132,9 @@ impl Provider {
             params: self.params.clone(),
             // A mock answers without keys; a copy never needs the original's counters.
             mock: mock_settings(&MockConfig::default(), "", &mut unused),
+            region: self.region.clone(),
+            // The deployment's own key (a Bedrock API key) replaces request signing.
+            aws: None,
             next_key: AtomicUsize::new(0),
         }
     }
@@ -340,6 +364,7 @@ impl Runtime {
             params
                 .rename
                 .extend(p.rename_params.iter().map(|(a, b)| (a.clone(), b.clone())));
+            let region = bedrock_region(p, &at, &mut errs);
             let base_url = match (&p.base_url, p.kind) {
                 (Some(u), _) => u.trim_end_matches('/').to_string(),
                 (None, _) if preset.is_some() => {
@@ -354,6 +379,11 @@ impl Runtime {
                 }
                 (None, ProviderKind::Cohere) => {
                     crate::providers::cohere::DEFAULT_BASE_URL.to_string()
+                }
+                // Without a region there is no endpoint; the region error says so.
+                (None, ProviderKind::Bedrock) if region.is_empty() => String::new(),
+                (None, ProviderKind::Bedrock) => {
+                    crate::providers::bedrock::default_base_url(&region)
                 }
                 (None, ProviderKind::Azure) => {
                     errs.push(format!(
@@ -385,6 +415,7 @@ impl Runtime {
                 env,
                 &mut errs,
             );
+            let aws = aws_credentials(p, &at, env, &mut errs).map(Arc::new);
             let mut headers = Vec::new();
             for (k, v) in &p.headers {
                 match (
@@ -431,6 +462,8 @@ impl Runtime {
                 api_version: p.api_version.clone(),
                 mock,
                 params,
+                region,
+                aws,
                 next_key: AtomicUsize::new(0),
             }));
         }
@@ -632,6 +665,150 @@ impl Runtime {
             loaded_at,
         })
     }
+}
+
+/// The region of a Bedrock provider (required there, refused elsewhere); empty when absent.
+fn bedrock_region(p: &ProviderConfig, at: &str, errs: &mut Vec<String>) -> String {
+    let region = p.region.clone().unwrap_or_default();
+    if p.kind != ProviderKind::Bedrock {
+        if p.region.is_some() {
+            errs.push(format!("{at}.region: only for kind = \"bedrock\""));
+        }
+        return String::new();
+    }
+    if region.is_empty() {
+        errs.push(format!(
+            "{at}.region: a bedrock provider needs its AWS region, like \"us-east-1\""
+        ));
+    } else if !region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        errs.push(format!(
+            "{at}.region: {region:?} is not an AWS region name like \"us-east-1\""
+        ));
+    }
+    region
+}
+
+/// The SigV4 credentials of a Bedrock provider that has no API key: each of the access key id,
+/// secret and session token from its `_env` variable or `_file`, by default from the standard
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` variables. Problems name
+/// the setting and the variable, never a value.
+fn aws_credentials(
+    p: &ProviderConfig,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Vec<String>,
+) -> Option<AwsCredentials> {
+    let explicit = p.aws_fields().iter().any(|(_, v)| v.is_some());
+    if p.kind != ProviderKind::Bedrock {
+        for (field, v) in p.aws_fields() {
+            if v.is_some() {
+                errs.push(format!("{at}.{field}: only for kind = \"bedrock\""));
+            }
+        }
+        return None;
+    }
+    if p.api_key_env.is_some() || p.api_key_file.is_some() {
+        if explicit {
+            errs.push(format!(
+                "{at}: provider {:?} has a Bedrock API key (api_key_env/api_key_file) and AWS credentials; set one of them",
+                p.name
+            ));
+        }
+        return None;
+    }
+    let owner = format!("provider {:?}", p.name);
+    let mut read = |field: &str, var: Option<&str>, file: Option<&str>, default: Option<&str>| {
+        if var.is_some() && file.is_some() {
+            errs.push(format!(
+                "{at}.{field}_env: set {field}_env or {field}_file, not both ({owner})"
+            ));
+            return None;
+        }
+        if let Some(file) = file {
+            return match std::fs::read_to_string(file) {
+                Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+                Ok(_) => {
+                    errs.push(format!("{at}.{field}_file: {file:?} is empty ({owner})"));
+                    None
+                }
+                Err(e) => {
+                    errs.push(format!(
+                        "{at}.{field}_file: cannot read {file:?}: {} ({owner})",
+                        e.kind()
+                    ));
+                    None
+                }
+            };
+        }
+        let name = var.or(default)?;
+        match env(name) {
+            Some(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+            _ => {
+                errs.push(format!(
+                    "{at}.{field}_env: environment variable {name:?} is not set ({owner}; or set api_key_env for a Bedrock API key)"
+                ));
+                None
+            }
+        }
+    };
+    let access_key_id = read(
+        "access_key_id",
+        p.access_key_id_env.as_deref(),
+        p.access_key_id_file.as_deref(),
+        Some("AWS_ACCESS_KEY_ID"),
+    );
+    let secret_access_key = read(
+        "secret_access_key",
+        p.secret_access_key_env.as_deref(),
+        p.secret_access_key_file.as_deref(),
+        Some("AWS_SECRET_ACCESS_KEY"),
+    );
+    // The ambient session token only goes with the ambient key id: a token beside a
+    // long-term key named in the config would make AWS reject every request.
+    let ambient = p.access_key_id_env.is_none() && p.access_key_id_file.is_none();
+    let named_token = p.session_token_env.is_some() || p.session_token_file.is_some();
+    let session_token = if named_token {
+        read(
+            "session_token",
+            p.session_token_env.as_deref(),
+            p.session_token_file.as_deref(),
+            None,
+        )
+    } else if ambient {
+        env("AWS_SESSION_TOKEN")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()))
+    } else {
+        None
+    };
+    let (access_key_id, secret_access_key) = (access_key_id?, secret_access_key?);
+    // Both go into request headers; a value that cannot is a broken setting, said at load.
+    // The key id sits in `Credential=<id>/<scope>, ...`, so a separator in it breaks that too.
+    if !access_key_id
+        .expose()
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b',')
+    {
+        errs.push(format!(
+            "{at}.access_key_id_env: the access key id of {owner} has characters an AWS key id cannot have"
+        ));
+    }
+    if session_token
+        .as_ref()
+        .is_some_and(|t| HeaderValue::try_from(t.expose()).is_err())
+    {
+        errs.push(format!(
+            "{at}.session_token_env: the session token of {owner} has characters not allowed in an HTTP header"
+        ));
+    }
+    Some(AwsCredentials {
+        access_key_id,
+        secret_access_key,
+        session_token,
+    })
 }
 
 /// Reads a key pool from environment variables and files; each key also as a ready

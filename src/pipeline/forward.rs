@@ -120,8 +120,11 @@ pub fn send(
             .and_then(Result::ok)
             .unwrap_or_default();
         // In the provider's own format until translated: the client gets the OpenAI shape.
-        let (status, body) =
-            providers::adapter(provider.kind).decode_error(status, scrub(&body, &provider));
+        let (status, body) = providers::adapter(provider.kind).decode_error_response(
+            status,
+            &headers,
+            scrub(&body, &provider),
+        );
         Err(Error::UpstreamStatus(Box::new(UpstreamFailure {
             provider: provider.name.clone(),
             status,
@@ -168,16 +171,16 @@ fn build(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    let adapter = providers::adapter(provider.kind);
     headers.insert(
         header::ACCEPT,
         HeaderValue::from_static(if req.stream {
-            "text/event-stream"
+            adapter.stream_framing().content_type()
         } else {
             "application/json"
         }),
     );
     headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
-    let adapter = providers::adapter(provider.kind);
     if let Some(auth) = auth {
         headers.insert(adapter.auth_header(), auth.clone());
     }
@@ -187,9 +190,15 @@ fn build(
     for (k, v) in &provider.headers {
         headers.insert(k.clone(), v.clone());
     }
-    builder
+    let (mut parts, body) = builder
         .body(Full::new(req.body.clone()))
-        .map_err(|_| Error::Internal(format!("bad upstream URL for provider '{}'", provider.name)))
+        .map_err(|_| Error::Internal(format!("bad upstream URL for provider '{}'", provider.name)))?
+        .into_parts();
+    // Last, so that what is signed is what is sent.
+    if auth.is_none() {
+        adapter.sign(provider, &mut parts, &req.body)?;
+    }
+    Ok(Request::from_parts(parts, body))
 }
 
 /// The error chain of a client failure, without URLs or keys (hyper's messages carry neither).
@@ -213,7 +222,8 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 fn scrub(body: &[u8], provider: &Provider) -> Bytes {
     let mut text = String::from_utf8_lossy(body).into_owned();
     let mut changed = false;
-    for key in &provider.keys {
+    let aws = provider.aws.iter().flat_map(|a| a.secrets());
+    for key in provider.keys.iter().chain(aws) {
         if !key.expose().is_empty() && text.contains(key.expose()) {
             text = text.replace(key.expose(), "[redacted]");
             changed = true;

@@ -220,6 +220,7 @@ enum Reply {
         wants_usage: bool,
         /// For providers whose stream events are not OpenAI chunks.
         translate: Option<Box<dyn providers::StreamTranslate>>,
+        framing: providers::StreamFraming,
     },
 }
 
@@ -298,6 +299,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             upstream,
             wants_usage,
             translate,
+            framing,
         }) => {
             let idle = rt.server.stream_idle_timeout;
             let body = Body::new(relay::Relay::new(
@@ -305,6 +307,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 ctx,
                 wants_usage,
                 translate,
+                framing,
                 idle,
             ));
             let mut resp = Response::new(if endpoint == "messages" {
@@ -414,16 +417,19 @@ async fn run_chat(
     let mut payload = Payload::Chat(chat);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
-    let is_sse = upstream
+    let adapter = providers::adapter(target.provider.kind);
+    let framing = adapter.stream_framing();
+    let is_stream = upstream
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if ctx.stream && is_sse {
+        .is_some_and(|v| v.starts_with(framing.content_type()));
+    if ctx.stream && is_stream {
         return Ok(Reply::Stream {
             upstream,
             wants_usage,
-            translate: providers::adapter(target.provider.kind).stream(&model, wants_usage),
+            translate: adapter.stream(&model, wants_usage),
+            framing,
         });
     }
     let (resp, usage, body) = buffered(

@@ -1,5 +1,6 @@
 //! The stream relay: the client's response body for `stream: true`. It pulls the provider's
-//! SSE bytes as they arrive, forwards each complete event at once (never buffering the stream),
+//! stream bytes as they arrive (SSE, or AWS event-stream frames for Bedrock, which its
+//! translator turns into OpenAI chunks), forwards each complete event at once (never buffering the stream),
 //! notes the usage chunk for accounting, drops that chunk when the client did not ask for it,
 //! and ends the stream with an error event if the provider breaks off or goes silent.
 //!
@@ -22,7 +23,8 @@ use super::Ctx;
 use crate::api::openai::{Usage, UsagePeek};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
-use crate::providers::StreamTranslate;
+use crate::eventstream;
+use crate::providers::{StreamFraming, StreamTranslate};
 use crate::sse::{self, Event};
 
 /// Past this much pending output a frame is sent even if more upstream data is ready.
@@ -30,9 +32,34 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// Scheduler turns without new upstream data after which pending output is sent.
 const MAX_IDLE_YIELDS: u8 = 3;
 
+/// Cuts the upstream bytes into events, by the provider's framing.
+enum Framer {
+    Sse(sse::Parser),
+    EventStream(eventstream::Decoder),
+}
+
+impl Framer {
+    fn push(&mut self, data: &[u8], out: &mut Vec<Event>) -> Result<(), eventstream::DecodeError> {
+        match self {
+            Self::Sse(p) => {
+                p.push(data, out);
+                Ok(())
+            }
+            Self::EventStream(d) => d.push(data, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Event>) {
+        // An unfinished binary frame is dropped: the missing end event reports the cut.
+        if let Self::Sse(p) = self {
+            p.finish(out);
+        }
+    }
+}
+
 pub struct Relay {
     upstream: Body,
-    parser: sse::Parser,
+    parser: Framer,
     events: Vec<Event>,
     ctx: Option<Ctx>,
     strip_usage: bool,
@@ -61,11 +88,15 @@ impl Relay {
         ctx: Ctx,
         client_wants_usage: bool,
         translate: Option<Box<dyn StreamTranslate>>,
+        framing: StreamFraming,
         idle: Duration,
     ) -> Self {
         Self {
             upstream,
-            parser: sse::Parser::default(),
+            parser: match framing {
+                StreamFraming::Sse => Framer::Sse(sse::Parser::default()),
+                StreamFraming::EventStream => Framer::EventStream(eventstream::Decoder::default()),
+            },
             events: Vec::new(),
             ctx: Some(ctx),
             strip_usage: !client_wants_usage,
@@ -242,8 +273,22 @@ impl http_body::Body for Relay {
                 Poll::Ready(Some(Ok(frame))) => {
                     this.last_activity = Instant::now();
                     if let Ok(data) = frame.into_data() {
-                        this.parser.push(&data, &mut this.events);
+                        let framed = this.parser.push(&data, &mut this.events);
                         this.drain_events(&mut out);
+                        if let Err(e) = framed {
+                            if this.saw_error || this.saw_done {
+                                // Already ended for the client; nothing more to say.
+                                continue;
+                            }
+                            let provider = this.provider();
+                            return this.fail(
+                                out,
+                                Error::UpstreamProtocol {
+                                    provider,
+                                    reason: e.to_string(),
+                                },
+                            );
+                        }
                         if out.len() >= COALESCE_LIMIT {
                             return this.data(out);
                         }

@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod cohere;
 pub mod gemini;
 pub mod mock;
@@ -16,7 +17,7 @@ pub mod presets;
 pub mod translate;
 
 use bytes::Bytes;
-use http::{HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 use crate::api::openai::{ChatRequest, EmbeddingsRequest, Usage};
 use crate::config::{Provider, ProviderKind};
@@ -69,6 +70,34 @@ pub trait Adapter: Send + Sync {
         (status, body)
     }
 
+    /// The same, for wire formats that name the error in a response header (Bedrock's
+    /// `x-amzn-ErrorType`); the others need only the body.
+    fn decode_error_response(
+        &self,
+        status: StatusCode,
+        _headers: &HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, Bytes) {
+        self.decode_error(status, body)
+    }
+
+    /// How a streamed answer is framed on the wire.
+    fn stream_framing(&self) -> StreamFraming {
+        StreamFraming::Sse
+    }
+
+    /// Authenticates a request that carries no key from the provider's pool, once its URL,
+    /// headers and body are final (AWS SigV4 signs all three). Called for every attempt; the
+    /// default sends the request as it is (keyless upstreams).
+    fn sign(
+        &self,
+        _provider: &Provider,
+        _parts: &mut http::request::Parts,
+        _body: &[u8],
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// A translator for stream events that are not OpenAI chunks already.
     fn stream(
         &self,
@@ -76,6 +105,26 @@ pub trait Adapter: Send + Sync {
         _include_usage: bool,
     ) -> Option<Box<dyn StreamTranslate>> {
         None
+    }
+}
+
+/// The framing of a provider's streamed answer; either way the relay hands the translator
+/// `(event, data)` pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFraming {
+    /// `text/event-stream`.
+    Sse,
+    /// AWS `application/vnd.amazon.eventstream` (binary, CRC-checked messages).
+    EventStream,
+}
+
+impl StreamFraming {
+    /// The content type the provider answers a stream with (and that is asked for).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Sse => "text/event-stream",
+            Self::EventStream => "application/vnd.amazon.eventstream",
+        }
     }
 }
 
@@ -103,5 +152,6 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
         ProviderKind::Azure => &azure::Azure,
         ProviderKind::Gemini => &gemini::Gemini,
         ProviderKind::Cohere => &cohere::Cohere,
+        ProviderKind::Bedrock => &bedrock::Bedrock,
     }
 }

@@ -14,6 +14,7 @@ mod admin;
 mod anthropic;
 mod auth;
 mod azure;
+mod bedrock;
 mod binary;
 mod cache;
 mod chat;

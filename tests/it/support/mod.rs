@@ -362,6 +362,12 @@ enum Behaviour {
         delay: Duration,
         gate_after: Option<usize>,
     },
+    /// A 200 with `content_type` whose body is `chunks`, each sent as its own write (binary
+    /// streams such as AWS event-stream, cut wherever the test likes).
+    Raw {
+        content_type: String,
+        chunks: Vec<Bytes>,
+    },
     /// Never answers (for timeouts).
     Hang,
     /// Streams one frame every `delay` forever.
@@ -495,6 +501,19 @@ impl MockUpstream {
         self
     }
 
+    /// Answers 200 with `content_type` and `body` cut into pieces of `chunk` bytes, each a
+    /// separate write.
+    pub fn raw(mut self, content_type: &str, body: &[u8], chunk: usize) -> Self {
+        self.behaviour = Behaviour::Raw {
+            content_type: content_type.into(),
+            chunks: body
+                .chunks(chunk.max(1))
+                .map(Bytes::copy_from_slice)
+                .collect(),
+        };
+        self
+    }
+
     pub fn hang(mut self) -> Self {
         self.behaviour = Behaviour::Hang;
         self
@@ -591,6 +610,31 @@ impl MockUpstream {
         }
         match self.behaviour.clone() {
             Behaviour::Json(status, body, headers) => json_response(status, body, &headers),
+            Behaviour::Raw {
+                content_type,
+                chunks,
+            } => {
+                let (tx, rx) = mpsc::channel::<Bytes>(1);
+                let (hung_up, count) = (h.hung_up.clone(), h.hung_up_count.clone());
+                tokio::spawn(async move {
+                    for c in chunks {
+                        if tx.send(c).await.is_err() {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            hung_up.notify_one();
+                            return;
+                        }
+                        // Let each piece go out as its own read on the other side.
+                        tokio::task::yield_now().await;
+                    }
+                });
+                Response::builder()
+                    .header("content-type", content_type)
+                    .body(TestBody {
+                        rx: Some(rx),
+                        once: None,
+                    })
+                    .expect("response")
+            }
             Behaviour::Hang => {
                 std::future::pending::<()>().await;
                 unreachable!()
