@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 
+use super::translate::ChunkHead;
 pub use super::translate::TranslateError;
 use serde_json::{json, Map, Value};
 
@@ -624,9 +625,7 @@ impl StreamState {
             "message_stop" => {
                 self.finish(None, &mut out);
                 if self.include_usage {
-                    let mut c = self.envelope(Vec::new());
-                    c["usage"] = json!(self.usage());
-                    out.push(c.to_string());
+                    out.push(self.head().usage(&self.usage()));
                 }
                 self.done = true;
             }
@@ -645,7 +644,7 @@ impl StreamState {
 
     fn text(&self, text: &Value, out: &mut Vec<String>) {
         if let Some(t) = text.as_str().filter(|t| !t.is_empty()) {
-            out.push(self.chunk(json!({ "content": t }), None));
+            out.push(self.head().text(0, t));
         }
     }
 
@@ -670,21 +669,17 @@ impl StreamState {
         }
     }
 
-    fn envelope(&self, choices: Vec<Value>) -> Value {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": choices,
-        });
-        // With include_usage OpenAI puts `"usage": null` on every chunk but the last.
-        if self.include_usage {
-            c["usage"] = Value::Null;
+    fn head(&self) -> ChunkHead<'_> {
+        ChunkHead {
+            id: &self.id,
+            model: &self.model,
+            created: self.created,
+            include_usage: self.include_usage,
         }
-        c
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        let choice = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
-        self.envelope(vec![choice]).to_string()
+        self.head().choice(0, &delta, finish)
     }
 }
 

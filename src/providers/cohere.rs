@@ -9,6 +9,7 @@
 //!
 //! Error messages made here name fields and indexes, never prompt text.
 
+use super::translate::ChunkHead;
 pub use super::translate::TranslateError;
 use serde_json::{json, Map, Value};
 
@@ -669,9 +670,7 @@ impl StreamState {
                 let reason = finish_reason(end["finish_reason"].as_str(), self.tools > 0)?;
                 out.push(self.chunk(json!({}), Some(reason)));
                 if self.include_usage {
-                    let mut c = self.envelope(Vec::new());
-                    c["usage"] = json!(self.usage);
-                    out.push(c.to_string());
+                    out.push(self.head().usage(&self.usage));
                 }
                 self.done = true;
             }
@@ -693,25 +692,21 @@ impl StreamState {
 
     fn text(&self, text: Option<&str>, out: &mut Vec<String>) {
         if let Some(t) = text.filter(|t| !t.is_empty()) {
-            out.push(self.chunk(json!({ "content": t }), None));
+            out.push(self.head().text(0, t));
         }
     }
 
-    fn envelope(&self, choices: Vec<Value>) -> Value {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": choices,
-        });
-        // With include_usage OpenAI puts `"usage": null` on every chunk but the last.
-        if self.include_usage {
-            c["usage"] = Value::Null;
+    fn head(&self) -> ChunkHead<'_> {
+        ChunkHead {
+            id: &self.id,
+            model: &self.model,
+            created: self.created,
+            include_usage: self.include_usage,
         }
-        c
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        let choice = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
-        self.envelope(vec![choice]).to_string()
+        self.head().choice(0, &delta, finish)
     }
 }
 

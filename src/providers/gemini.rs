@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::translate::ChunkHead;
 pub use super::translate::TranslateError;
 use serde_json::{json, Map, Value};
 
@@ -780,7 +781,7 @@ impl StreamState {
             for part in visible_parts(c) {
                 if let Some(t) = part["text"].as_str() {
                     if !t.is_empty() {
-                        out.push(self.chunk(index, json!({ "content": t }), None));
+                        out.push(self.head().text(index, t));
                     }
                 } else if part["functionCall"].is_object() {
                     let mut call = tool_call(&part["functionCall"], &mut self.calls);
@@ -799,9 +800,7 @@ impl StreamState {
         }
         if finished_now && self.candidates.iter().all(|c| c.finished) {
             if self.include_usage {
-                let mut c = self.envelope(Vec::new());
-                c["usage"] = self.usage.to_json();
-                out.push(c.to_string());
+                out.push(self.head().usage(&self.usage.to_json()));
             }
             self.done = true;
         }
@@ -834,22 +833,17 @@ impl StreamState {
         true
     }
 
-    fn envelope(&self, choices: Vec<Value>) -> Value {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": choices,
-        });
-        // With include_usage OpenAI puts `"usage": null` on every chunk but the last.
-        if self.include_usage {
-            c["usage"] = Value::Null;
+    fn head(&self) -> ChunkHead<'_> {
+        ChunkHead {
+            id: &self.id,
+            model: &self.model,
+            created: self.created,
+            include_usage: self.include_usage,
         }
-        c
     }
 
     fn chunk(&self, index: u64, delta: Value, finish: Option<&str>) -> String {
-        let choice =
-            json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish});
-        self.envelope(vec![choice]).to_string()
+        self.head().choice(index, &delta, finish)
     }
 }
 

@@ -110,3 +110,115 @@ pub(crate) fn error_answer(
         bytes::Bytes::from(body.to_string()),
     )
 }
+
+/// The envelope of the OpenAI `chat.completion.chunk`s a translated stream sends, written
+/// straight to text: a stream translates one chunk per provider event, and building a `Value`
+/// tree for each cost more than the rest of the translation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkHead<'a> {
+    pub id: &'a str,
+    pub model: &'a str,
+    pub created: u64,
+    /// With `include_usage` OpenAI puts `"usage": null` on every chunk but the last.
+    pub include_usage: bool,
+}
+
+impl ChunkHead<'_> {
+    fn open(&self, capacity: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(capacity + self.id.len() + self.model.len() + 160);
+        out.extend_from_slice(b"{\"id\":");
+        write_json(&mut out, self.id);
+        out.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        out.extend_from_slice(self.created.to_string().as_bytes());
+        out.extend_from_slice(b",\"model\":");
+        write_json(&mut out, self.model);
+        out.extend_from_slice(b",\"choices\":");
+        out
+    }
+
+    fn close(&self, mut out: Vec<u8>) -> String {
+        if self.include_usage {
+            out.extend_from_slice(b",\"usage\":null");
+        }
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn choice_with(
+        &self,
+        index: u64,
+        finish: Option<&str>,
+        delta: impl FnOnce(&mut Vec<u8>),
+    ) -> String {
+        let mut out = self.open(64);
+        out.extend_from_slice(b"[{\"index\":");
+        out.extend_from_slice(index.to_string().as_bytes());
+        out.extend_from_slice(b",\"delta\":");
+        delta(&mut out);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(f) => write_json(&mut out, f),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}]");
+        self.close(out)
+    }
+
+    /// A chunk with one choice: `delta`, and the finish reason if it ends here.
+    pub fn choice(&self, index: u64, delta: &Value, finish: Option<&str>) -> String {
+        self.choice_with(index, finish, |out| write_json(out, delta))
+    }
+
+    /// A chunk with one choice whose delta is `{"content": text}` (most of a stream).
+    pub fn text(&self, index: u64, text: &str) -> String {
+        self.choice_with(index, None, |out| {
+            out.extend_from_slice(b"{\"content\":");
+            write_json(out, text);
+            out.push(b'}');
+        })
+    }
+
+    /// The usage-only chunk that ends a stream (`choices: []`).
+    pub fn usage(&self, usage: &impl serde::Serialize) -> String {
+        let mut out = self.open(128);
+        out.extend_from_slice(b"[],\"usage\":");
+        write_json(&mut out, usage);
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
+    // Serializing strings and `Value`s into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_openai_chunks() {
+        let head = ChunkHead {
+            id: "c\"1",
+            model: "m",
+            created: 7,
+            include_usage: true,
+        };
+        let v: Value = serde_json::from_str(&head.text(0, "a\nb")).unwrap_or_default();
+        assert_eq!(
+            v,
+            json!({"id": "c\"1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+                   "choices": [{"index": 0, "delta": {"content": "a\nb"}, "logprobs": null,
+                                "finish_reason": null}], "usage": null})
+        );
+        let v: Value =
+            serde_json::from_str(&head.choice(1, &json!({}), Some("stop"))).unwrap_or_default();
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["choices"][0]["index"], 1);
+        let v: Value =
+            serde_json::from_str(&head.usage(&json!({"prompt_tokens": 1}))).unwrap_or_default();
+        assert_eq!(v["choices"], json!([]));
+        assert_eq!(v["usage"]["prompt_tokens"], 1);
+    }
+}

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::TranslateError;
 use crate::api::openai::{PromptTokensDetails, Usage};
+use crate::providers::translate::ChunkHead;
 
 /// Bedrock `usage` in OpenAI terms. Bedrock's `inputTokens` leaves out the tokens read from or
 /// written to the prompt cache, which OpenAI counts in `prompt_tokens`.
@@ -226,7 +227,7 @@ impl StreamState {
                 self.start(&mut out);
                 let delta = &v["delta"];
                 if let Some(t) = delta["text"].as_str().filter(|t| !t.is_empty()) {
-                    out.push(self.chunk(json!({ "content": t }), None));
+                    out.push(self.head().text(0, t));
                 } else if let Some(args) = delta.pointer("/toolUse/input").and_then(Value::as_str) {
                     let block = v["contentBlockIndex"].as_u64().unwrap_or(0);
                     if let (Some(index), false) = (self.tools.get(&block), args.is_empty()) {
@@ -255,9 +256,7 @@ impl StreamState {
                     out.push(self.chunk(json!({}), Some(reason)));
                 }
                 if self.include_usage {
-                    let mut c = self.envelope(Vec::new());
-                    c["usage"] = json!(self.usage);
-                    out.push(c.to_string());
+                    out.push(self.head().usage(&self.usage));
                 }
                 self.done = true;
             }
@@ -275,21 +274,17 @@ impl StreamState {
         }
     }
 
-    fn envelope(&self, choices: Vec<Value>) -> Value {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": choices,
-        });
-        // With include_usage OpenAI puts `"usage": null` on every chunk but the last.
-        if self.include_usage {
-            c["usage"] = Value::Null;
+    fn head(&self) -> ChunkHead<'_> {
+        ChunkHead {
+            id: &self.id,
+            model: &self.model,
+            created: self.created,
+            include_usage: self.include_usage,
         }
-        c
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        let choice = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
-        self.envelope(vec![choice]).to_string()
+        self.head().choice(0, &delta, finish)
     }
 }
 
