@@ -20,6 +20,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;
+pub mod pricing;
 pub mod providers;
 pub mod server;
 pub mod sse;
