@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
 pub mod pricing;
