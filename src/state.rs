@@ -58,6 +58,11 @@ impl AppState {
         self.runtime.load_full()
     }
 
+    /// Installs a new config snapshot; requests in flight keep theirs, spend is untouched.
+    pub fn set_runtime(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }

@@ -107,6 +107,10 @@ pub struct BudgetConfig {
     pub on_exceed: OnExceed,
 }
 
+fn clamp() -> OnExceed {
+    OnExceed::Clamp
+}
+
 fn monthly() -> String {
     "monthly".into()
 }
@@ -138,8 +142,8 @@ pub struct LimitsConfig {
 pub struct CapsConfig {
     pub max_request_usd: Option<f64>,
     pub max_tokens: Option<u64>,
-    /// `clamp` a larger `max_tokens` to the cap, or `reject` the request.
-    #[serde(default)]
+    /// `clamp` a larger `max_tokens` to the cap (the default), or `reject` the request.
+    #[serde(default = "clamp")]
     pub max_tokens_action: OnExceed,
     pub max_prompt_tokens: Option<u64>,
 }

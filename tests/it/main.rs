@@ -15,6 +15,7 @@ mod anthropic;
 mod auth;
 mod azure;
 mod binary;
+mod budget;
 mod cache;
 mod chat;
 mod cohere;
