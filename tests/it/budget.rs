@@ -488,3 +488,173 @@ async fn a_cache_hit_costs_nothing() {
         "{m}"
     );
 }
+
+/// The real binary on a state directory, its `listen` address read from its JSON log.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+fn serve_binary(config: &std::path::Path) -> Served {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_remove("GATEWAY_CONFIG")
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the gateway starts");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(listen) = v["listen"].as_str() {
+            break listen.to_string();
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Served { child, addr }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn spend_survives_sigkill_mid_load_and_a_torn_journal_tail() {
+    for fsync in ["always", "batched"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let path = dir.path().join("gateway.toml");
+        let toml = cfg(
+            "budget = { usd = 100.0 }",
+            &format!(
+                "[state]\ndir = \"{}\"\nfsync = \"{fsync}\"\nfsync_window_ms = 50\n",
+                state.display()
+            ),
+        )
+        .replace(
+            "[server]\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n",
+        )
+        .replace(
+            "reply = \"hello world!\"",
+            "reply = \"hello world!\"\nlatency_ms = 2",
+        );
+        std::fs::write(&path, &toml).unwrap();
+
+        let mut served = serve_binary(&path);
+        let url = format!("http://{}/v1/chat/completions", served.addr);
+        let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let (url, ok) = (url.clone(), ok.clone());
+            workers.push(tokio::spawn(async move {
+                let client = client();
+                for _ in 0..10_000 {
+                    let req = http::Request::post(&url)
+                        .header("authorization", format!("Bearer {KEY}"))
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(
+                            hi().to_string(),
+                        )))
+                        .unwrap();
+                    let Ok(resp) = client.request(req).await else {
+                        return;
+                    };
+                    if resp.status() == 200 && resp.headers().contains_key("x-gateway-cost-usd") {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+        while ok.load(std::sync::atomic::Ordering::SeqCst) < 150 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        signal(&served.child, "-KILL");
+        let _ = served.child.wait();
+        for w in workers {
+            let _ = w.await;
+        }
+        let answered = ok.load(std::sync::atomic::Ordering::SeqCst);
+        let on_disk = gateway::ledger::journal::read_state(&state)
+            .unwrap()
+            .wallets["alpha"]
+            .spent;
+        // Every answered request is on disk (records reach the OS before the response is
+        // sent); at most the 8 in flight were settled without their answer arriving.
+        assert!(
+            on_disk >= answered * COST,
+            "{fsync}: lost spend: {on_disk} < {answered} x {COST}"
+        );
+        assert!(
+            on_disk <= (answered + 8) * COST,
+            "{fsync}: {on_disk} vs {answered}"
+        );
+
+        // A crash in the middle of a write: a torn frame at the end of the last segment.
+        let mut segs: Vec<_> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        segs.sort();
+        let last = segs.last().unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+        std::io::Write::write_all(&mut f, &[60, 0, 0, 0, 1, 2, 3, 4, b'{', b'"', b't']).unwrap();
+        drop(f);
+
+        let mut served = serve_binary(&path);
+        let url = format!("http://{}/v1/chat/completions", served.addr);
+        let r = post_json(&url, Some(KEY), &hi()).await;
+        assert_eq!(r.status, 200);
+        let expected = on_disk + COST;
+        // `gateway budget` reads the state directory while the server runs.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["budget", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("alpha "))
+            .unwrap_or_else(|| panic!("{text}"));
+        let spent = format!("${:.4}", expected as f64 / 1e9);
+        assert!(
+            line.contains(&spent) && line.contains("$100.0000"),
+            "{fsync}: {line} (want {spent})"
+        );
+
+        signal(&served.child, "-TERM");
+        assert!(served.child.wait().unwrap().success());
+        assert!(
+            state.join("snapshot.json").exists(),
+            "compacted at shutdown"
+        );
+        let after = gateway::ledger::journal::read_state(&state).unwrap();
+        assert_eq!(after.wallets["alpha"].spent, expected);
+        assert_eq!(after.torn, 0, "the torn segment was compacted away");
+    }
+}
