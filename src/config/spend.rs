@@ -414,9 +414,9 @@ pub fn build(
     }
     if let Some(var) = &config.server.admin_token_env {
         match env(var) {
-            Some(v) if v.trim().len() >= 16 => policy.admin_token = Some(Secret::new(v.trim())),
+            Some(v) if v.trim().len() >= 12 => policy.admin_token = Some(Secret::new(v.trim())),
             Some(_) => errs.push(format!(
-                "server.admin_token_env: the token in {var:?} must be at least 16 characters"
+                "server.admin_token_env: the token in {var:?} must be at least 12 characters"
             )),
             None => errs.push(format!(
                 "server.admin_token_env: environment variable {var:?} is not set"

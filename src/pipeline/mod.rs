@@ -1,8 +1,9 @@
 //! The request path, in the fixed order of DESIGN.md:
 //! `parse + auth -> guard + redact -> budget -> route -> forward -> settle -> audit/metrics`.
-//! Present today: parse + auth (`auth.rs`, `parse` below), route (`route.rs`), forward
-//! (`forward.rs`, and `relay.rs` for streams) and metrics + the access log (`Ctx::finish`); the
-//! guard, budget and audit stages slot in between without changing the others.
+//! Present today: parse + auth (`auth.rs`, `parse` below), budget (`budget.rs`: after the plan
+//! is known, so the worst case is priced at its candidates), route (`route.rs`), forward
+//! (`forward.rs`, and `relay.rs` for streams), settle and metrics + the access log
+//! (`Ctx::finish`); the guard and audit stages slot in between without changing the others.
 //! Each stage is a plain function; `chat` and `embeddings` below call them in order, and `Ctx`
 //! carries what accounting needs to the end (which, for a stream, is when the relay finishes,
 //! not when the handler returns).
