@@ -363,12 +363,14 @@ pub fn build(
                 ));
                 continue;
             }
+            // The same id authentication gives the key: 8 lower-case hex digits of its hash.
             let key_id: String = k
                 .key
                 .trim_start_matches("sha256:")
                 .chars()
                 .take(8)
-                .collect();
+                .collect::<String>()
+                .to_ascii_lowercase();
             let mut w = WalletSpec {
                 id: format!("{}/key:{key_id}", p.name),
                 limit: None,
