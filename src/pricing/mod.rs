@@ -226,20 +226,22 @@ pub fn builtin() -> Result<&'static Table, String> {
 /// OpenAI-compatible vendors are told apart by their host.
 pub fn sections_for(kind: ProviderKind, base_url: &str) -> &'static [&'static str] {
     let host = base_url.to_ascii_lowercase();
-    match kind {
-        ProviderKind::Anthropic => &["anthropic"],
-        ProviderKind::Gemini => &["google"],
-        ProviderKind::Cohere => &["cohere"],
-        ProviderKind::Azure => &["openai"],
-        ProviderKind::Openai if host.contains("groq.com") => &["groq"],
-        ProviderKind::Openai if host.contains("mistral.ai") => &["mistral"],
-        ProviderKind::Openai if host.contains("deepseek.com") => &["deepseek"],
-        ProviderKind::Openai if host.contains("cohere.") => &["cohere"],
-        ProviderKind::Openai if host.contains("bedrock") => &["bedrock", "anthropic"],
-        ProviderKind::Openai if host.contains("googleapis.com") => &["google"],
-        ProviderKind::Openai if host.contains("api.openai.com") => &["openai"],
+    // By name, so a provider kind added later falls through to "any vendor" until listed.
+    match kind.as_str() {
+        "anthropic" => &["anthropic"],
+        "gemini" => &["google"],
+        "cohere" => &["cohere"],
+        "azure" => &["openai"],
+        "bedrock" => &["bedrock", "anthropic"],
+        "openai" if host.contains("groq.com") => &["groq"],
+        "openai" if host.contains("mistral.ai") => &["mistral"],
+        "openai" if host.contains("deepseek.com") => &["deepseek"],
+        "openai" if host.contains("cohere.") => &["cohere"],
+        "openai" if host.contains("bedrock") => &["bedrock", "anthropic"],
+        "openai" if host.contains("googleapis.com") => &["google"],
+        "openai" if host.contains("api.openai.com") => &["openai"],
         // Self-hosted or unknown OpenAI-compatible servers and the mock: any vendor's name.
-        ProviderKind::Openai | ProviderKind::Mock => &[],
+        _ => &[],
     }
 }
 
