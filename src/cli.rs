@@ -1,4 +1,4 @@
-//! The `gateway` subcommands: `serve`, `check`, `hash-key`, `gen-key`, `mock-server`.
+//! The `gateway` subcommands: `serve`, `check`, `budget`, `hash-key`, `gen-key`, `mock-server`.
 //! Output meant for the operator goes to stdout; logs go to stderr.
 
 use std::io::{Read, Write};
@@ -39,6 +39,13 @@ pub enum Command {
     },
     /// Validate the config and print a summary; exit 1 listing every problem.
     Check {
+        /// Config file [default: ./gateway.toml]
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print each project's (and key's) spend, limit, remaining and reset time from the state
+    /// directory; safe while the server runs.
+    Budget {
         /// Config file [default: ./gateway.toml]
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
@@ -102,6 +109,9 @@ pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
                 "  listen:    {} (admin {})",
                 rt.server.listen, rt.server.admin_listen
             )?;
+            for w in &rt.warnings {
+                writeln!(out, "  warning: {w}")?;
+            }
             Ok(true)
         }
         Err(problems) => {
@@ -162,4 +172,23 @@ pub fn mock_settings(
     } else {
         Err(errs)
     }
+}
+
+/// `gateway budget`: the spend report from the state directory (read-only).
+pub fn budget(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
+    // Only projects, budgets and the state directory matter here: provider keys need not be
+    // in this shell's environment.
+    let rt = match config::load(path)
+        .and_then(|c| Runtime::build(&c, &|_| Some("unused-here-0123456789".into())))
+    {
+        Ok(rt) => rt,
+        Err(problems) => {
+            writeln!(out, "{}: {} problem(s)", path.display(), problems.len())?;
+            for p in problems {
+                writeln!(out, "  - {p}")?;
+            }
+            return Ok(false);
+        }
+    };
+    crate::pipeline::budget::print_report(&rt, out)
 }

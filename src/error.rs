@@ -40,6 +40,9 @@ pub enum Error {
     ModelNotAllowed { model: String },
     #[error("this project may not pin a provider with x-gateway-provider")]
     PinNotAllowed,
+    /// Refused by spend control: a budget, a rate limit, a per-request cap or a tier.
+    #[error("{}", .0.message)]
+    Spend(Box<SpendRefusal>),
 
     // --- upstream ---
     /// The provider answered with an error status; 4xx bodies are passed to the client.
@@ -55,6 +58,20 @@ pub enum Error {
     // --- internal ---
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why spend control refused a request (`pipeline/budget.rs` builds these).
+#[derive(Debug)]
+pub struct SpendRefusal {
+    pub status: StatusCode,
+    /// The envelope's `type`.
+    pub kind: &'static str,
+    /// The envelope's `code`, also the metric label.
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<&'static str>,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// A provider's error answer, kept whole so a 4xx can be passed through.
@@ -86,6 +103,7 @@ impl Error {
             Self::NotFound { .. } | Self::UnknownModel { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ModelNotAllowed { .. } | Self::PinNotAllowed => StatusCode::FORBIDDEN,
+            Self::Spend(r) => r.status,
             Self::UpstreamStatus(f) if f.status.is_client_error() => f.status,
             Self::UpstreamStatus(_)
             | Self::UpstreamUnreachable { .. }
@@ -108,6 +126,7 @@ impl Error {
             Self::UnknownModel { .. } => "unknown_model",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::PinNotAllowed => "pin_not_allowed",
+            Self::Spend(r) => r.code,
             Self::UpstreamStatus(f) if f.status.is_client_error() => "upstream_4xx",
             Self::UpstreamStatus(_) => "upstream_5xx",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -135,6 +154,7 @@ impl Error {
                 ("permission_error", Some("model"), "model_not_allowed")
             }
             Self::PinNotAllowed => ("permission_error", None, "pin_not_allowed"),
+            Self::Spend(r) => (r.kind, r.param, r.code),
             Self::UpstreamStatus(_) => ("upstream_error", None, "upstream_error"),
             Self::UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             Self::UpstreamUnreachable { .. } => ("upstream_error", None, "upstream_unreachable"),
@@ -174,6 +194,11 @@ impl Error {
                     builder = builder.header("x-gateway-upstream-status", f.status.as_u16());
                     if let Some(ra) = &f.retry_after {
                         builder = builder.header(header::RETRY_AFTER, ra);
+                    }
+                }
+                if let Self::Spend(r) = &other {
+                    if let Some(secs) = r.retry_after {
+                        builder = builder.header(header::RETRY_AFTER, secs);
                     }
                 }
                 builder = builder.header(header::CONTENT_TYPE, "application/json");

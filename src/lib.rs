@@ -3,7 +3,10 @@
 //!
 //! Components, in the order a request meets them:
 //! - `server`: listeners, connection handling, graceful drain; the admin endpoints.
-//! - `pipeline`: the fixed request path (`auth`, `route`, `forward`, the stream `relay`).
+//! - `pipeline`: the fixed request path (`auth`, `budget`, `route`, `forward`, the stream
+//!   `relay`).
+//! - `pricing`: the built-in price table and the cost of a request.
+//! - `ledger`: wallets, reservations, rate limits and the on-disk spend journal.
 //! - `providers`: wire-format adapters (translation only) and the built-in `mock`.
 //! - `api`: the OpenAI wire types clients send.
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
@@ -19,8 +22,10 @@ pub mod config;
 pub mod error;
 pub mod eventstream;
 pub mod health;
+pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
+pub mod pricing;
 pub mod providers;
 pub mod server;
 pub mod sse;

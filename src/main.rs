@@ -59,6 +59,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Budget { config } => {
+            let ok = cli::budget(&config::resolve_path(config), &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Serve { config } => {
             drop(out);
             serve(&config::resolve_path(config))
@@ -97,6 +105,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    for w in &rt.warnings {
+        tracing::warn!(config = %path.display(), "{w}");
+    }
     let (listen, admin_listen) = (rt.server.listen, rt.server.admin_listen);
     let state = gateway::AppState::new(rt).map_err(anyhow::Error::msg)?;
     runtime()?.block_on(async move {

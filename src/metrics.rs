@@ -31,6 +31,8 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     pub cooldown: IntGaugeVec,
     pub cache_requests: IntCounterVec,
+    /// Cost, budget and rate-limit metrics (`pipeline/budget.rs`).
+    pub spend: crate::pipeline::budget::SpendMetrics,
     passthrough_models: Mutex<HashSet<String>>,
 }
 
@@ -129,7 +131,9 @@ impl Metrics {
         registry.register(Box::new(cooldown.clone()))?;
         registry.register(Box::new(cache_requests.clone()))?;
         registry.register(Box::new(build_info))?;
+        let spend = crate::pipeline::budget::SpendMetrics::register(&registry)?;
         Ok(Self {
+            spend,
             registry,
             requests_total,
             request_duration,

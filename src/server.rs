@@ -35,6 +35,7 @@ pub async fn serve(
     let (stop_admin, admin_stopped) = watch::channel(false);
     let api_loop = accept_loop(api, state.clone(), api_stopped, Role::Api);
     let admin_loop = accept_loop(admin, state.clone(), admin_stopped, Role::Admin);
+    let spend_background = crate::pipeline::budget::start_background(&state);
     state.set_ready(true);
     tracing::info!("gateway ready");
     // The admin listener outlives the API drain, so `/readyz` can say "not ready" meanwhile.
@@ -50,6 +51,7 @@ pub async fn serve(
         let _ = stop_api.send(true);
     };
     let (api_res, admin_res, ()) = tokio::join!(api_then_admin, admin_loop, stopper);
+    spend_background.stop();
     api_res.and(admin_res)
 }
 
@@ -157,6 +159,7 @@ fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
                 Bytes::from(state.metrics.render()),
             )
         }
+        "/admin/usage" => return crate::pipeline::budget::admin_usage(state, req.headers()),
         "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         "/readyz" if state.is_ready() => {
             (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))

@@ -30,6 +30,8 @@ pub struct AppState {
     pub health: Registry,
     pub retry_budget: RetryBudget,
     pub cache: Cache,
+    /// Spend: outside the swapped `Runtime`, so a reload never resets it.
+    pub ledger: Arc<crate::ledger::Ledger>,
     pub tasks: TaskTracker,
     ready: AtomicBool,
 }
@@ -37,7 +39,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(runtime: Runtime) -> Result<Arc<Self>, String> {
         let (cache_bytes, cache_ttl) = runtime.cache;
+        let ledger = crate::pipeline::budget::open_ledger(&runtime)?;
         Ok(Arc::new(Self {
+            ledger,
             runtime: ArcSwap::from_pointee(runtime),
             client: http_client()?,
             metrics: Metrics::new().map_err(|e| format!("metrics: {e}"))?,
@@ -52,6 +56,11 @@ impl AppState {
     /// The current config snapshot.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
+    }
+
+    /// Installs a new config snapshot; requests in flight keep theirs, spend is untouched.
+    pub fn set_runtime(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
     }
 
     pub fn is_ready(&self) -> bool {

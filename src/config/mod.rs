@@ -6,6 +6,7 @@
 //! the public contract of the config file: add fields, never rename them.
 
 mod secret;
+pub mod spend;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,8 @@ const ENV_SECTIONS: &[&str] = &[
     "projects",
     "routing",
     "cache",
+    "spend",
+    "state",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +52,13 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Price overrides and additions, keyed `"<provider>/<model>"`.
+    #[serde(default)]
+    pub pricing: BTreeMap<String, crate::pricing::Price>,
+    #[serde(default)]
+    pub spend: spend::SpendConfig,
+    #[serde(default)]
+    pub state: spend::StateConfig,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -152,6 +162,8 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
     pub cors: CorsConfig,
+    /// Environment variable holding the bearer token for `/admin/usage`.
+    pub admin_token_env: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -164,6 +176,7 @@ impl Default for ServerConfig {
             stream_idle_timeout_secs: 300,
             shutdown_grace_secs: 30,
             cors: CorsConfig::default(),
+            admin_token_env: None,
         }
     }
 }
@@ -461,6 +474,18 @@ pub struct ProjectConfig {
     /// Empty: any deployment.
     #[serde(default)]
     pub regions: Vec<String>,
+    /// Spend control (`config/spend.rs`): the project's wallet, rate limits, per-request caps,
+    /// model tiers and per-key wallets.
+    #[serde(default)]
+    pub budget: Option<spend::BudgetConfig>,
+    #[serde(default)]
+    pub limits: Option<spend::LimitsConfig>,
+    #[serde(default)]
+    pub caps: Option<spend::CapsConfig>,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    #[serde(default)]
+    pub key_budgets: Vec<spend::KeyBudgetConfig>,
 }
 
 fn all_models() -> Vec<String> {

@@ -35,6 +35,10 @@ pub struct Runtime {
     pub cache: (u64, Duration),
     /// Unix time the config was loaded; the `created` of listed models.
     pub loaded_at: u64,
+    /// Prices, wallets, limits and caps (`config/spend.rs`).
+    pub spend: super::spend::Policy,
+    /// Problems that do not stop the gateway (printed by `check`, logged by `serve`).
+    pub warnings: Vec<String>,
 }
 
 /// `[routing]`, validated.
@@ -638,6 +642,15 @@ impl Runtime {
             }));
         }
 
+        let mut warnings = Vec::new();
+        let spend = super::spend::build(
+            config,
+            &providers,
+            &mut models,
+            env,
+            &mut errs,
+            &mut warnings,
+        );
         let routing = routing_settings(&config.routing, &mut errs);
         if config.cache.max_bytes == 0 || config.cache.ttl_secs == 0 {
             errs.push("cache: max_bytes and ttl_secs must be greater than 0".into());
@@ -663,6 +676,8 @@ impl Runtime {
                 Duration::from_secs(config.cache.ttl_secs),
             ),
             loaded_at,
+            spend,
+            warnings,
         })
     }
 }

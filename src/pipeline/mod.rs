@@ -1,13 +1,15 @@
 //! The request path, in the fixed order of DESIGN.md:
 //! `parse + auth -> guard + redact -> budget -> route -> forward -> settle -> audit/metrics`.
-//! Present today: parse + auth (`auth.rs`, `parse` below), route (`route.rs`), forward
-//! (`forward.rs`, and `relay.rs` for streams) and metrics + the access log (`Ctx::finish`); the
-//! guard, budget and audit stages slot in between without changing the others.
+//! Present today: parse + auth (`auth.rs`, `parse` below), budget (`budget.rs`: after the plan
+//! is known, so the worst case is priced at its candidates), route (`route.rs`), forward
+//! (`forward.rs`, and `relay.rs` for streams), settle and metrics + the access log
+//! (`Ctx::finish`); the guard and audit stages slot in between without changing the others.
 //! Each stage is a plain function; `chat` and `embeddings` below call them in order, and `Ctx`
 //! carries what accounting needs to the end (which, for a stream, is when the relay finishes,
 //! not when the handler returns).
 
 pub mod auth;
+pub mod budget;
 pub mod forward;
 pub mod messages;
 pub mod relay;
@@ -58,6 +60,12 @@ pub struct Ctx {
     /// The class of the last failed upstream attempt, for the access log and
     /// `x-gateway-error-class`.
     error_class: Option<&'static str>,
+    /// The reservation made by the budget stage, settled in `finish`.
+    spend: Option<budget::Admitted>,
+    /// The settled cost in nano-dollars, once settled.
+    cost: Option<u64>,
+    /// Bytes relayed to the client of a stream (for estimating a cost without usage).
+    streamed: u64,
     finished: bool,
 }
 
@@ -80,6 +88,9 @@ impl Ctx {
             admission: None,
             cache: None,
             error_class: None,
+            spend: None,
+            cost: None,
+            streamed: 0,
             finished: false,
         }
     }
@@ -122,6 +133,9 @@ impl Ctx {
     pub fn finish(&mut self, status: u16, usage: Option<Usage>, error: Option<&'static str>) {
         if std::mem::replace(&mut self.finished, true) {
             return;
+        }
+        if let Some(cost) = budget::settle(self, status, usage.as_ref()) {
+            self.cost = Some(cost);
         }
         let m = &self.state.metrics;
         let project = self.project.as_deref().unwrap_or("-");
@@ -293,6 +307,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 ctx.record_ttfb();
             }
             ctx.finish(resp.status().as_u16(), usage, None);
+            let mut resp = resp;
+            budget::cost_header(&mut resp, ctx.cost);
             resp
         }
         Ok(Reply::Stream {
@@ -414,6 +430,12 @@ async fn run_chat(
         }
     }
 
+    let mut chat = chat;
+    let req = budget::Request {
+        body: budget::Body::Chat(&mut chat),
+        prompt_estimate: needs.prompt_tokens,
+    };
+    budget::admit(&state, &rt, &caller, &model, &plan, req, ctx)?;
     let mut payload = Payload::Chat(chat);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
@@ -492,6 +514,7 @@ fn cached(
     });
     ctx.provider = Some(hit.provider.clone());
     ctx.deployment = Some(hit.deployment.clone());
+    budget::cache_hit(ctx, &hit);
     let mut resp = Response::new(full(body));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -515,6 +538,11 @@ async fn embeddings(
         &headers,
         &route::Needs::default(),
     )?;
+    let req = budget::Request {
+        prompt_estimate: emb.input.to_string().len().div_ceil(4) as u64,
+        body: budget::Body::Embeddings(&emb),
+    };
+    budget::admit(&state, &rt, &caller, &model, &plan, req, ctx)?;
     let mut payload = Payload::Embeddings(emb);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;

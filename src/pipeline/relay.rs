@@ -190,6 +190,9 @@ impl Relay {
 
     fn data(&mut self, out: BytesMut) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.idle_yields = 0;
+        if let Some(ctx) = &mut self.ctx {
+            ctx.streamed += out.len() as u64;
+        }
         if !self.first_sent {
             self.first_sent = true;
             if let Some(ctx) = &self.ctx {

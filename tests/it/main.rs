@@ -16,6 +16,7 @@ mod auth;
 mod azure;
 mod bedrock;
 mod binary;
+mod budget;
 mod cache;
 mod chat;
 mod cohere;

@@ -35,6 +35,8 @@ pub fn hashed(key: &str) -> String {
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The server's shared state (its ledger, clock and config snapshot).
+    pub state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -100,7 +102,7 @@ pub async fn spawn_gateway_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
         admin.local_addr().expect("addr"),
     );
     let (tx, rx) = oneshot::channel::<()>();
-    let st = state;
+    let st = state.clone();
     let done = tokio::spawn(async move {
         gateway::serve(api, admin, st, async {
             let _ = rx.await;
@@ -111,6 +113,7 @@ pub async fn spawn_gateway_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
     Gateway {
         addr,
         admin: admin_addr,
+        state,
         shutdown: Some(tx),
         done: Some(done),
     }
