@@ -629,6 +629,9 @@ impl EventStream {
             self.end(out);
             return;
         }
+        if self.started && self.fast_text(data, out) {
+            return;
+        }
         let Ok(v) = serde_json::from_str::<Value>(data) else {
             return;
         };
@@ -663,6 +666,70 @@ impl EventStream {
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(f.to_string());
         }
+    }
+
+    /// Most of a stream is chunks adding text to one choice: those skip the generic parse and
+    /// are written out directly. False: anything else, for the generic path.
+    fn fast_text(&mut self, data: &str, out: &mut BytesMut) -> bool {
+        #[derive(Deserialize)]
+        struct Chunk<'a> {
+            #[serde(borrow)]
+            choices: Vec<Choice<'a>>,
+            #[serde(default)]
+            usage: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            error: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct Choice<'a> {
+            #[serde(borrow)]
+            delta: Delta<'a>,
+            #[serde(default)]
+            finish_reason: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct Delta<'a> {
+            #[serde(borrow)]
+            content: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            tool_calls: Option<serde::de::IgnoredAny>,
+        }
+        let Ok(chunk) = serde_json::from_str::<Chunk>(data) else {
+            return false;
+        };
+        let [choice] = chunk.choices.as_slice() else {
+            return false;
+        };
+        if chunk.usage.is_some()
+            || chunk.error.is_some()
+            || choice.finish_reason.is_some()
+            || choice.delta.tool_calls.is_some()
+        {
+            return false;
+        }
+        let text = &choice.delta.content;
+        if text.is_empty() {
+            return true;
+        }
+        let index = match self.open {
+            Open::Text(i) => i,
+            _ => {
+                let i = self.open_block(json!({"type": "text", "text": ""}), out);
+                self.open = Open::Text(i);
+                i
+            }
+        };
+        let mut data = Vec::with_capacity(text.len() + 80);
+        data.extend_from_slice(b"{\"type\":\"content_block_delta\",\"index\":");
+        data.extend_from_slice(index.to_string().as_bytes());
+        data.extend_from_slice(b",\"delta\":{\"type\":\"text_delta\",\"text\":");
+        // Serializing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut data, text.as_ref());
+        data.extend_from_slice(b"}}");
+        out.extend_from_slice(b"event: content_block_delta\ndata: ");
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\n\n");
+        true
     }
 
     /// The upstream stream ended: close the message if the end marker never came (the relay

@@ -7,8 +7,8 @@
 
 use serde::Deserialize;
 
-use super::translate::ChunkHead;
 pub use super::translate::TranslateError;
+use super::translate::{ChunkHead, TextDelta};
 use serde_json::{json, Map, Value};
 
 use crate::api::openai::{ChatRequest, Content, ContentPart, Message, PromptTokensDetails, Usage};
@@ -575,6 +575,29 @@ impl StreamState {
         event: Option<&str>,
         data: &str,
     ) -> Result<Vec<String>, TranslateError> {
+        // Most of a stream is text deltas: those skip the generic parse.
+        if event == Some("content_block_delta") {
+            #[derive(Deserialize)]
+            struct Event<'a> {
+                #[serde(borrow)]
+                delta: TextDelta<'a>,
+            }
+            if let Ok(Event {
+                delta:
+                    TextDelta {
+                        kind: Some("text_delta"),
+                        text,
+                    },
+            }) = serde_json::from_str::<Event>(data)
+            {
+                let text = text.unwrap_or_default();
+                return Ok(if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![self.head().text(0, &text)]
+                });
+            }
+        }
         let v: Value = serde_json::from_str(data).map_err(|_| {
             TranslateError::upstream("Anthropic sent a stream event that is not JSON".into())
         })?;

@@ -9,8 +9,8 @@
 //!
 //! Error messages made here name fields and indexes, never prompt text.
 
-use super::translate::ChunkHead;
 pub use super::translate::TranslateError;
+use super::translate::{ChunkHead, TextDelta};
 use serde_json::{json, Map, Value};
 
 use crate::api::openai::{
@@ -615,6 +615,33 @@ impl StreamState {
     ) -> Result<Vec<String>, TranslateError> {
         if data.trim() == "[DONE]" || self.done {
             return Ok(Vec::new());
+        }
+        // Most of a stream is text deltas: those skip the generic parse.
+        if self.started && event == Some("content-delta") {
+            #[derive(serde::Deserialize)]
+            struct Event<'a> {
+                #[serde(default)]
+                index: u64,
+                #[serde(borrow)]
+                delta: Delta<'a>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Delta<'a> {
+                #[serde(borrow)]
+                message: Message<'a>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Message<'a> {
+                #[serde(borrow)]
+                content: TextDelta<'a>,
+            }
+            if let Ok(e) = serde_json::from_str::<Event>(data) {
+                let mut out = Vec::new();
+                if !self.thinking.contains(&e.index) {
+                    self.text(e.delta.message.content.text.as_deref(), &mut out);
+                }
+                return Ok(out);
+            }
         }
         let v: Value = serde_json::from_str(data).map_err(|_| {
             TranslateError::upstream("Cohere sent a stream event that is not JSON".into())

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::translate::ChunkHead;
 pub use super::translate::TranslateError;
+use super::translate::{ChunkHead, Text};
 use serde_json::{json, Map, Value};
 
 use crate::api::openai::{
@@ -757,6 +757,9 @@ impl StreamState {
         _event: Option<&str>,
         data: &str,
     ) -> Result<Vec<String>, TranslateError> {
+        if let Some(out) = self.fast_text(data) {
+            return Ok(out);
+        }
         let v: Value = serde_json::from_str(data).map_err(|_| {
             TranslateError::upstream("Gemini sent a stream event that is not JSON".into())
         })?;
@@ -805,6 +808,72 @@ impl StreamState {
             self.done = true;
         }
         Ok(out)
+    }
+
+    /// Most of a stream is one known candidate adding text: such an event skips the generic
+    /// parse. None: anything else (a new candidate, a finish, tool calls, errors, blocks).
+    fn fast_text(&mut self, data: &str) -> Option<Vec<String>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Event<'a> {
+            #[serde(borrow)]
+            candidates: Vec<Candidate<'a>>,
+            #[serde(default)]
+            usage_metadata: Option<WireUsage>,
+            #[serde(borrow, default)]
+            response_id: Option<Text<'a>>,
+            #[serde(default)]
+            error: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            prompt_feedback: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Candidate<'a> {
+            #[serde(borrow)]
+            content: Content<'a>,
+            #[serde(default)]
+            finish_reason: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            index: u64,
+        }
+        #[derive(Deserialize)]
+        struct Content<'a> {
+            #[serde(borrow)]
+            parts: Vec<Part<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct Part<'a> {
+            #[serde(borrow)]
+            text: Text<'a>,
+            #[serde(default)]
+            thought: bool,
+        }
+        let e: Event = serde_json::from_str(data).ok()?;
+        let [c] = e.candidates.as_slice() else {
+            return None;
+        };
+        if e.error.is_some() || e.prompt_feedback.is_some() || c.finish_reason.is_some() {
+            return None;
+        }
+        self.candidates.iter().find(|s| s.index == c.index)?;
+        if self.id.is_empty() {
+            if let Some(id) = &e.response_id {
+                self.id = id.to_string();
+            }
+        }
+        if let Some(u) = e.usage_metadata {
+            self.usage = u;
+        }
+        let head = self.head();
+        Some(
+            c.content
+                .parts
+                .iter()
+                .filter(|p| !p.thought && !p.text.is_empty())
+                .map(|p| head.text(c.index, &p.text))
+                .collect(),
+        )
     }
 
     /// The slot of candidate `index`, opening it (with OpenAI's role chunk) on first sight.

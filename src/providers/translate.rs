@@ -188,6 +188,19 @@ impl ChunkHead<'_> {
     }
 }
 
+/// A text fragment in a provider's stream event, borrowed from the event when it has no escapes.
+pub(crate) type Text<'a> = std::borrow::Cow<'a, str>;
+
+/// `{"delta": {"type": ..., "text": ...}}` and the like: the few fields of a stream's
+/// text-delta events the fast path reads (everything else in the event is skipped unparsed).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct TextDelta<'a> {
+    #[serde(rename = "type", default)]
+    pub kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    pub text: Option<Text<'a>>,
+}
+
 fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
     // Serializing strings and `Value`s into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, v);

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::TranslateError;
 use crate::api::openai::{PromptTokensDetails, Usage};
-use crate::providers::translate::ChunkHead;
+use crate::providers::translate::{ChunkHead, TextDelta};
 
 /// Bedrock `usage` in OpenAI terms. Bedrock's `inputTokens` leaves out the tokens read from or
 /// written to the prompt cache, which OpenAI counts in `prompt_tokens`.
@@ -197,6 +197,26 @@ impl StreamState {
             return Ok(Vec::new());
         }
         let event = event.unwrap_or_default();
+        // Most of a stream is text deltas: those skip the generic parse.
+        if self.started && event == "contentBlockDelta" {
+            #[derive(serde::Deserialize)]
+            struct Event<'a> {
+                #[serde(borrow)]
+                delta: TextDelta<'a>,
+            }
+            if let Ok(Event {
+                delta: TextDelta {
+                    text: Some(text), ..
+                },
+            }) = serde_json::from_str::<Event>(data)
+            {
+                return Ok(if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![self.head().text(0, &text)]
+                });
+            }
+        }
         let v: Value = serde_json::from_str(data).map_err(|_| {
             TranslateError::upstream("Bedrock sent a stream event that is not JSON".into())
         })?;
