@@ -33,6 +33,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_api, api_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
+    watch_key_files(&state, api_stopped.clone());
     let api_loop = accept_loop(api, state.clone(), api_stopped, Role::Api);
     let admin_loop = accept_loop(admin, state.clone(), admin_stopped, Role::Admin);
     let spend_background = crate::pipeline::budget::start_background(&state);
@@ -53,6 +54,30 @@ pub async fn serve(
     let (api_res, admin_res, ()) = tokio::join!(api_then_admin, admin_loop, stopper);
     spend_background.stop();
     api_res.and(admin_res)
+}
+
+/// Reads provider key files again every `server.key_file_check_secs`, so a rotated key (or a
+/// refreshed Entra ID token) is used without a restart; until `stop` says the server is
+/// stopping. Logs which provider changed, never a key.
+fn watch_key_files(state: &Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let state = state.clone();
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        loop {
+            let every = state.runtime().server.key_file_check;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => break,
+            }
+            for p in state.runtime().providers.iter().filter(|p| p.keys.has_files()) {
+                match p.keys.refresh() {
+                    Ok(true) => tracing::info!(provider = %p.name, pool = %p.pool, keys = p.keys.len(), "key file changed: new key in use"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(provider = %p.name, error = %e, "key file unreadable: the previous key stays in use"),
+                }
+            }
+        }
+    });
 }
 
 #[derive(Clone, Copy)]

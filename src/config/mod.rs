@@ -5,6 +5,7 @@
 //! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
 //! the public contract of the config file: add fields, never rename them.
 
+pub mod keys;
 mod secret;
 pub mod spend;
 pub mod validate;
@@ -161,6 +162,8 @@ pub struct ServerConfig {
     pub stream_idle_timeout_secs: u64,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
+    /// How often provider key files (`api_key_file`) are checked for a new key.
+    pub key_file_check_secs: u64,
     pub cors: CorsConfig,
     /// Environment variable holding the bearer token for `/admin/usage`.
     pub admin_token_env: Option<String>,
@@ -175,6 +178,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 600,
             stream_idle_timeout_secs: 300,
             shutdown_grace_secs: 30,
+            key_file_check_secs: 30,
             cors: CorsConfig::default(),
             admin_token_env: None,
         }
@@ -291,7 +295,11 @@ pub struct ProviderConfig {
     /// Extra headers sent with every upstream request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Azure OpenAI `api-version` query parameter.
+    /// How an Azure provider's keys are sent: `"api-key"` (the default) or `"entra"`
+    /// (Microsoft Entra ID access tokens, as `Authorization: Bearer`).
+    #[serde(default)]
+    pub auth: Option<AzureAuth>,
+    /// Azure OpenAI `api-version` query parameter (`"v1"`: Azure's version-less v1 API).
     #[serde(default = "azure_api_version")]
     pub api_version: String,
     /// `max_tokens` sent to providers that require it (Anthropic) when the request has none.
@@ -335,6 +343,13 @@ impl ProviderConfig {
             ("session_token_file", self.session_token_file.as_deref()),
         ]
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureAuth {
+    ApiKey,
+    Entra,
 }
 
 fn yes() -> bool {

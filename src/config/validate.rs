@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, Uri};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::keys::{KeyRing, Style};
 use super::{
     Config, MockConfig, OneOrMany, ProviderConfig, ProviderKind, RoutingConfig, Secret, Strategy,
 };
@@ -64,6 +65,7 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     pub stream_idle_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub key_file_check: Duration,
     pub cors: Option<Cors>,
 }
 
@@ -84,9 +86,9 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Without a trailing slash; endpoint paths (`/chat/completions`) are appended.
     pub base_url: String,
-    pub keys: Vec<Secret>,
-    /// `Authorization: Bearer <key>` for each key, built once and marked sensitive.
-    auth: Vec<HeaderValue>,
+    pub keys: KeyRing,
+    /// The header the pool's keys go in.
+    pub auth_header: HeaderName,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub stream_include_usage: bool,
     /// `max_tokens` for a provider that requires one, when the request sets none; absent:
@@ -100,7 +102,6 @@ pub struct Provider {
     pub region: String,
     /// SigV4 credentials (Bedrock without an API key); used when no pool key is picked.
     pub aws: Option<Arc<AwsCredentials>>,
-    next_key: AtomicUsize,
 }
 
 /// The AWS credentials a Bedrock provider signs its requests with (SigV4).
@@ -120,7 +121,7 @@ impl AwsCredentials {
 
 impl Provider {
     /// This provider with another key pool (a deployment's own keys).
-    fn with_keys(&self, pool: String, keys: Vec<Secret>, auth: Vec<HeaderValue>) -> Self {
+    fn with_keys(&self, pool: String, keys: KeyRing) -> Self {
         let mut unused = Vec::new();
         Self {
             name: self.name.clone(),
@@ -128,7 +129,7 @@ impl Provider {
             kind: self.kind,
             base_url: self.base_url.clone(),
             keys,
-            auth,
+            auth_header: self.auth_header.clone(),
             headers: self.headers.clone(),
             stream_include_usage: self.stream_include_usage,
             default_max_tokens: self.default_max_tokens,
@@ -139,23 +140,13 @@ impl Provider {
             region: self.region.clone(),
             // The deployment's own key (a Bedrock API key) replaces request signing.
             aws: None,
-            next_key: AtomicUsize::new(0),
         }
     }
 
     /// The next key of the pool (round-robin) that `usable` accepts, as its index and its
-    /// authorization header; when none is usable, the next one anyway. None: keyless upstream.
-    pub fn pick_key(&self, usable: impl Fn(usize) -> bool) -> Option<(usize, &HeaderValue)> {
-        let n = self.auth.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let i = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| usable(i))
-            .unwrap_or(start % n);
-        self.auth.get(i).map(|h| (i, h))
+    /// header value; when none is usable, the next one anyway. None: keyless upstream.
+    pub fn pick_key(&self, usable: impl Fn(usize) -> bool) -> Option<(usize, HeaderValue)> {
+        self.keys.pick(usable)
     }
 }
 
@@ -410,8 +401,14 @@ impl Runtime {
                 .and_then(|pr| pr.key_env)
                 .filter(|_| p.api_key_env.is_none() && p.api_key_file.is_none())
                 .map(|v| OneOrMany::One(v.to_string()));
-            let (keys, auth) = read_keys(
-                p.kind,
+            let entra = p.auth == Some(super::AzureAuth::Entra);
+            if p.auth.is_some() && p.kind != ProviderKind::Azure {
+                errs.push(format!(
+                    "{at}.auth: only azure providers choose how keys are sent"
+                ));
+            }
+            let keys = read_keys(
+                key_style(p.kind, entra),
                 p.api_key_env.as_ref().or(preset_env.as_ref()),
                 p.api_key_file.as_ref(),
                 &at,
@@ -458,7 +455,11 @@ impl Runtime {
                 kind: p.kind,
                 base_url,
                 keys,
-                auth,
+                auth_header: if entra {
+                    http::header::AUTHORIZATION
+                } else {
+                    crate::providers::adapter(p.kind).auth_header()
+                },
                 headers,
                 stream_include_usage: p.stream_include_usage
                     && preset.is_none_or(|pr| pr.stream_usage),
@@ -468,7 +469,6 @@ impl Runtime {
                 params,
                 region,
                 aws,
-                next_key: AtomicUsize::new(0),
             }));
         }
 
@@ -494,9 +494,16 @@ impl Runtime {
                     Some(&p) if own_keys => {
                         // Same provider, its own key pool: a copy of the provider with it.
                         let base = providers.get(p).cloned();
-                        let kind = providers.get(p).map_or(ProviderKind::Openai, |b| b.kind);
-                        let (keys, auth) = read_keys(
-                            kind,
+                        // A deployment's keys go the way its provider's do.
+                        let style = providers.get(p).map_or(Style::Bearer, |b| {
+                            if b.auth_header == http::header::AUTHORIZATION {
+                                Style::Bearer
+                            } else {
+                                Style::Bare
+                            }
+                        });
+                        let keys = read_keys(
+                            style,
                             d.api_key_env.as_ref(),
                             d.api_key_file.as_ref(),
                             &format!("{at}.deployments[{j}]"),
@@ -505,11 +512,9 @@ impl Runtime {
                             &mut errs,
                         );
                         base.map(|b| {
-                            providers.push(Arc::new(b.with_keys(
-                                format!("{}/{}", d.provider, d.model),
-                                keys,
-                                auth,
-                            )));
+                            providers.push(Arc::new(
+                                b.with_keys(format!("{}/{}", d.provider, d.model), keys),
+                            ));
                             providers.len() - 1
                         })
                     }
@@ -826,57 +831,35 @@ fn aws_credentials(
     })
 }
 
-/// Reads a key pool from environment variables and files; each key also as a ready
-/// `Authorization` header. Problems name `owner`, never a key.
+/// How a provider kind takes its keys: Anthropic (`x-api-key`), Azure (`api-key`, unless
+/// Entra ID tokens) and Gemini (`x-goog-api-key`) the bare key, the rest a bearer token.
+fn key_style(kind: ProviderKind, entra: bool) -> Style {
+    match kind {
+        ProviderKind::Azure if entra => Style::Bearer,
+        ProviderKind::Anthropic | ProviderKind::Azure | ProviderKind::Gemini => Style::Bare,
+        _ => Style::Bearer,
+    }
+}
+
+/// Reads a key pool from environment variables and files. Problems name `owner`, never a key.
 fn read_keys(
-    kind: ProviderKind,
+    style: Style,
     vars: Option<&OneOrMany>,
     files: Option<&OneOrMany>,
     at: &str,
     owner: &str,
     env: &dyn Fn(&str) -> Option<String>,
     errs: &mut Vec<String>,
-) -> (Vec<Secret>, Vec<HeaderValue>) {
-    let mut keys = Vec::new();
-    for var in vars.map(OneOrMany::to_vec).unwrap_or_default() {
-        match env(&var) {
-            Some(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
-            _ => errs.push(format!(
-                "{at}.api_key_env: environment variable {var:?} is not set ({owner})"
-            )),
-        }
-    }
-    for file in files.map(OneOrMany::to_vec).unwrap_or_default() {
-        match std::fs::read_to_string(&file) {
-            Ok(v) if !v.trim().is_empty() => keys.push(Secret::new(v.trim())),
-            Ok(_) => errs.push(format!("{at}.api_key_file: {file:?} is empty ({owner})")),
-            Err(e) => errs.push(format!(
-                "{at}.api_key_file: cannot read {file:?}: {} ({owner})",
-                e.kind()
-            )),
-        }
-    }
-    let mut auth = Vec::new();
-    for key in &keys {
-        // Anthropic (`x-api-key`), Azure (`api-key`) and Gemini (`x-goog-api-key`) take the
-        // bare key; the rest a bearer token.
-        let value = match kind {
-            ProviderKind::Anthropic | ProviderKind::Azure | ProviderKind::Gemini => {
-                key.expose().to_string()
-            }
-            _ => format!("Bearer {}", key.expose()),
-        };
-        match HeaderValue::try_from(value) {
-            Ok(mut v) => {
-                v.set_sensitive(true);
-                auth.push(v);
-            }
-            Err(_) => errs.push(format!(
-                "{at}: a key of {owner} has characters not allowed in an HTTP header"
-            )),
-        }
-    }
-    (keys, auth)
+) -> KeyRing {
+    KeyRing::load(
+        &vars.map(OneOrMany::to_vec).unwrap_or_default(),
+        files.map(OneOrMany::to_vec).unwrap_or_default(),
+        style,
+        env,
+        at,
+        owner,
+        errs,
+    )
 }
 
 fn capabilities(names: Option<&[String]>, at: &str, errs: &mut Vec<String>) -> Capabilities {
@@ -948,6 +931,7 @@ fn server_settings(config: &Config, errs: &mut Vec<String>) -> Option<ServerSett
         ("max_body_bytes", s.max_body_bytes),
         ("request_timeout_secs", s.request_timeout_secs),
         ("stream_idle_timeout_secs", s.stream_idle_timeout_secs),
+        ("key_file_check_secs", s.key_file_check_secs),
     ] {
         if v == 0 {
             errs.push(format!("server.{name}: must be greater than 0"));
@@ -979,6 +963,7 @@ fn server_settings(config: &Config, errs: &mut Vec<String>) -> Option<ServerSett
         request_timeout: Duration::from_secs(s.request_timeout_secs),
         stream_idle_timeout: Duration::from_secs(s.stream_idle_timeout_secs),
         shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+        key_file_check: Duration::from_secs(s.key_file_check_secs),
         cors,
     })
 }

@@ -73,8 +73,15 @@ pub fn send(
     impl Future<Output = Result<Upstream, Error>> + Send + 'static,
 ) {
     let key = provider.pick_key(|i| state.health.key(&provider.pool, i).cooling_for().is_none());
-    let prepared = (provider.kind != ProviderKind::Mock)
-        .then(|| build(provider, &req, client_headers, request_id, key.map(|k| k.1)));
+    let prepared = (provider.kind != ProviderKind::Mock).then(|| {
+        build(
+            provider,
+            &req,
+            client_headers,
+            request_id,
+            key.as_ref().map(|k| &k.1),
+        )
+    });
     let client = state.client.clone();
     let provider = provider.clone();
     let fut = async move {
@@ -182,7 +189,7 @@ fn build(
     );
     headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
     if let Some(auth) = auth {
-        headers.insert(adapter.auth_header(), auth.clone());
+        headers.insert(provider.auth_header.clone(), auth.clone());
     }
     for (k, v) in adapter.required_headers() {
         headers.insert(*k, HeaderValue::from_static(v));
@@ -222,8 +229,9 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 fn scrub(body: &[u8], provider: &Provider) -> Bytes {
     let mut text = String::from_utf8_lossy(body).into_owned();
     let mut changed = false;
+    let pool = provider.keys.pool();
     let aws = provider.aws.iter().flat_map(|a| a.secrets());
-    for key in provider.keys.iter().chain(aws) {
+    for key in pool.keys.iter().chain(aws) {
         if !key.expose().is_empty() && text.contains(key.expose()) {
             text = text.replace(key.expose(), "[redacted]");
             changed = true;

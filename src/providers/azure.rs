@@ -1,6 +1,8 @@
-//! Azure OpenAI (the dated API): OpenAI's request and response bodies, with the deployment in
-//! the URL (`/deployments/{deployment}/chat/completions?api-version=...`) and the key in the
-//! `api-key` header. `base_url` is the resource's `https://NAME.openai.azure.com/openai`.
+//! Azure OpenAI: OpenAI's request and response bodies. The dated API puts the deployment in the
+//! URL (`/deployments/{deployment}/chat/completions?api-version=...`); with `api_version = "v1"`
+//! requests go to `/v1/chat/completions` with the deployment as `model`. Keys go in the
+//! `api-key` header, or Entra ID tokens as a bearer (`auth = "entra"`, chosen at config load).
+//! `base_url` is the resource's `https://NAME.openai.azure.com/openai`.
 //! Responses, streams and errors are OpenAI-shaped already (Azure adds content-filter fields,
 //! which pass through).
 
@@ -55,6 +57,10 @@ fn path(deployment: &str, endpoint: &str, provider: &Provider) -> Result<String,
             ),
             Some("model"),
         ));
+    }
+    if provider.api_version == "v1" {
+        // The v1 API takes the deployment name in the body's `model`, as OpenAI does.
+        return Ok(format!("/v1/{endpoint}"));
     }
     Ok(format!(
         "/deployments/{deployment}/{endpoint}?api-version={}",

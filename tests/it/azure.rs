@@ -85,3 +85,77 @@ fn an_azure_provider_needs_its_resource_url() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].contains("providers[0].base_url"), "{errs:?}");
 }
+
+/// Entra ID tokens from a file, on the version-less v1 API: the token goes as a bearer, the
+/// deployment as `model`, and a token refreshed in the file is used without a restart.
+#[tokio::test]
+async fn entra_tokens_from_a_file_are_refreshed_on_the_v1_api() {
+    let up = MockUpstream::openai().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("entra-token");
+    std::fs::write(&token, "eyJ0eXAi.first-token\n").unwrap();
+    let toml = format!(
+        r#"
+[server]
+key_file_check_secs = 1
+
+[[providers]]
+name = "azure-entra"
+kind = "azure"
+base_url = "http://{}/openai"
+api_version = "v1"
+auth = "entra"
+api_key_file = "{}"
+
+[[models]]
+name = "gpt-4o"
+deployments = [{{ provider = "azure-entra", model = "gpt4o-prod" }}]
+
+[[projects]]
+name = "alpha"
+keys = ["{}"]
+"#,
+        up.addr,
+        token.display(),
+        hashed(KEY)
+    );
+    let gw = spawn_gateway(&toml).await;
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = up.last();
+    assert_eq!(got.path, "/openai/v1/chat/completions");
+    assert_eq!(got.query, "");
+    assert_eq!(got.json()["model"], "gpt4o-prod");
+    assert_eq!(
+        got.header("authorization"),
+        Some("Bearer eyJ0eXAi.first-token")
+    );
+    assert!(got.header("api-key").is_none());
+
+    std::fs::write(&token, "eyJ0eXAi.second-token").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+        assert_eq!(r.status, 200);
+        if up.last().header("authorization") == Some("Bearer eyJ0eXAi.second-token") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refreshed token was never used"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn entra_is_for_azure_only() {
+    let errs = runtime_from(
+        "[[providers]]\nname = \"o\"\nkind = \"openai\"\nauth = \"entra\"\napi_key_env = \"K\"\n",
+        &[("K", "x")],
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(errs.join("\n").contains("providers[0].auth"), "{errs:?}");
+}
