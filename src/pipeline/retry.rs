@@ -225,6 +225,8 @@ pub(super) async fn run(
     // refused credentials with no other key).
     let mut dead = vec![false; targets.len()];
     let mut last: Option<(Error, Class, Option<Duration>)> = None;
+    // Why the first candidate that could not take the request refused it.
+    let mut refused: Option<Error> = None;
     let mut previous_group: Option<String> = None;
     for attempt in 0..routing.max_attempts {
         let mut chosen = choose(state, &targets, &tried, &dead, attempt == 0);
@@ -254,6 +256,17 @@ pub(super) async fn run(
             break;
         };
         let target = &targets[i];
+        // Encoded before anything else: a wire format that cannot carry this request (an
+        // image URL a vendor cannot fetch, more choices than it returns) rules out this
+        // deployment only, not the others.
+        let req = match payload.encode(target) {
+            Ok(req) => req,
+            Err(e) => {
+                dead[i] = true;
+                refused.get_or_insert(e);
+                continue;
+            }
+        };
         if let Some((_, class, retry_after)) = &last {
             let mut wait = Duration::ZERO;
             if tried[i] > 0 && !waited {
@@ -296,7 +309,6 @@ pub(super) async fn run(
         tried[i] += 1;
         previous_group.clone_from(&target.group);
         ctx.set_target(model, target);
-        let req = payload.encode(target)?;
         let timeout = target
             .timeout
             .unwrap_or(routing.attempt_timeout)
@@ -385,9 +397,10 @@ pub(super) async fn run(
             }
         }
     }
-    Err(match last {
-        Some((e, _, _)) => e,
-        None => Error::Internal("no upstream attempt could be made".into()),
+    Err(match (last, refused) {
+        (Some((e, _, _)), _) => e,
+        (None, Some(e)) => e,
+        (None, None) => Error::Internal("no upstream attempt could be made".into()),
     })
 }
 

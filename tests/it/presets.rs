@@ -157,3 +157,64 @@ preset = "groq"
     assert!(all.contains("providers[1].preset"), "{all}");
     assert!(all.contains("GROQ_API_KEY"), "{all}");
 }
+
+/// A deployment whose vendor cannot take the request is passed over for one that can; the
+/// refusal reaches the client only when no candidate can take it.
+#[tokio::test]
+async fn a_vendor_that_cannot_take_the_request_is_passed_over() {
+    let local = MockUpstream::openai().start().await;
+    let cloud = MockUpstream::openai().start().await;
+    let toml = format!(
+        r#"
+[[providers]]
+name = "local"
+kind = "openai"
+preset = "ollama"
+base_url = "http://{}/v1"
+
+[[providers]]
+name = "cloud"
+kind = "openai"
+base_url = "http://{}/v1"
+
+[[models]]
+name = "chat"
+strategy = "priority"
+deployments = [
+  {{ provider = "local", model = "llava" }},
+  {{ provider = "cloud", model = "gpt-4o" }},
+]
+
+[[models]]
+name = "local-only"
+deployments = [{{ provider = "local", model = "llava" }}]
+
+[[projects]]
+name = "alpha"
+keys = ["{}"]
+"#,
+        local.addr,
+        cloud.addr,
+        hashed(KEY)
+    );
+    let gw = spawn_gateway(&toml).await;
+    let image = |model: &str| {
+        json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]})
+    };
+    let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &image("chat")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-gateway-provider"), Some("cloud"));
+    assert!(local.requests().is_empty());
+    assert_eq!(cloud.last().json()["model"], "gpt-4o");
+
+    let r = post_json(
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        &image("local-only"),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "unsupported_parameter");
+    assert!(local.requests().is_empty());
+}
