@@ -11,9 +11,9 @@
 //! `spend.default_max_output_tokens`.
 //!
 //! When the provider reports no usage, the charge is estimated: prompt at 4 characters per
-//! token, output at 4 bytes of streamed body per token (capped at the reservation) for
-//! streams and the reserved output for buffered responses; an upstream error that produced
-//! nothing costs nothing.
+//! token, output at 4 bytes of generated text per token (the `content` and tool `arguments`
+//! strings the relay passed on, capped at the reservation) for streams, and the reserved
+//! output for buffered responses; an upstream error that produced nothing costs nothing.
 //!
 //! Also here: the spend metrics, the ledger's background flusher and compactor, and the usage
 //! report behind `/admin/usage` and `gateway budget`.
@@ -419,7 +419,7 @@ pub(super) fn settle(ctx: &mut Ctx, status: u16, usage: Option<&Usage>) -> Optio
         }
         None => {
             let output = if ctx.stream {
-                ctx.streamed.div_ceil(4).min(a.output_reserved)
+                ctx.streamed_text.div_ceil(4).min(a.output_reserved)
             } else {
                 a.output_reserved
             };

@@ -66,6 +66,9 @@ pub struct Ctx {
     cost: Option<u64>,
     /// Bytes relayed to the client of a stream (for estimating a cost without usage).
     streamed: u64,
+    /// Bytes of generated text a stream relayed (content and tool arguments), for the output
+    /// estimate of a stream that ends without usage.
+    streamed_text: u64,
     finished: bool,
 }
 
@@ -91,6 +94,7 @@ impl Ctx {
             spend: None,
             cost: None,
             streamed: 0,
+            streamed_text: 0,
             finished: false,
         }
     }

@@ -77,6 +77,8 @@ pub struct Relay {
     idle_yields: u8,
     /// Turns a non-OpenAI provider's events into OpenAI chunks.
     translate: Option<Box<dyn StreamTranslate>>,
+    /// Bytes of generated text relayed so far, for an output estimate when no usage comes.
+    text_bytes: u64,
     /// The status to record when the provider reported an error in the stream.
     error_status: u16,
     done: bool,
@@ -111,6 +113,7 @@ impl Relay {
             saw_error: false,
             idle_yields: 0,
             translate,
+            text_bytes: 0,
             error_status: 502,
             done: false,
         }
@@ -142,6 +145,7 @@ impl Relay {
                             continue;
                         }
                     }
+                    self.text_bytes += delta_text_len(&data);
                     sse::encode_into(out, event.as_deref(), &data);
                 }
             }
@@ -165,6 +169,7 @@ impl Relay {
             match t.on_event(event.as_deref(), &data) {
                 Ok(chunks) => {
                     for c in chunks {
+                        self.text_bytes += delta_text_len(&c);
                         sse::encode_into(out, None, &c);
                     }
                     if t.is_done() {
@@ -184,6 +189,7 @@ impl Relay {
 
     fn finish(&mut self, status: u16, error: Option<&'static str>) {
         if let Some(mut ctx) = self.ctx.take() {
+            ctx.streamed_text = self.text_bytes;
             ctx.finish(status, self.usage, error);
         }
     }
@@ -230,6 +236,27 @@ fn is_error_object(data: &str) -> bool {
         && serde_json::from_str::<serde_json::Value>(data)
             .ok()
             .is_some_and(|v| v.get("error").is_some_and(|e| !e.is_null()))
+}
+
+/// The length of the generated text in a chunk (`content` and tool-call `arguments` strings,
+/// as escaped on the wire), found by search rather than parsing: it only matters when a
+/// stream ends without usage and the output has to be estimated from it.
+fn delta_text_len(data: &str) -> u64 {
+    let mut total = 0;
+    for key in ["\"content\":\"", "\"arguments\":\""] {
+        let mut rest = data;
+        while let Some(i) = rest.find(key) {
+            rest = &rest[i + key.len()..];
+            let bytes = rest.as_bytes();
+            let mut end = 0;
+            while end < bytes.len() && bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            total += end.min(bytes.len()) as u64;
+            rest = rest.get(end.min(rest.len())..).unwrap_or("");
+        }
+    }
+    total
 }
 
 /// A chunk that carries a usage object: parse it (rare: once per stream). Everything else is
@@ -386,6 +413,23 @@ impl Drop for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_text_is_measured_without_parsing() {
+        assert_eq!(
+            delta_text_len(r#"{"choices":[{"delta":{"content":"He said \"hi\""}}]}"#),
+            14
+        );
+        assert_eq!(
+            delta_text_len(r#"{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}"#),
+            9
+        );
+        assert_eq!(
+            delta_text_len(r#"{"choices":[],"usage":{"prompt_tokens":1}}"#),
+            0
+        );
+        assert_eq!(delta_text_len(r#"{"delta":{"content":"unterminated"#), 12);
+    }
 
     #[test]
     fn finds_usage_chunks_only() {
