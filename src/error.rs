@@ -40,6 +40,9 @@ pub enum Error {
     ModelNotAllowed { model: String },
     #[error("this project may not pin a provider with x-gateway-provider")]
     PinNotAllowed,
+    /// Refused by the data protection policy; the message and code name entity types only.
+    #[error("{message}")]
+    PolicyBlocked { message: String, code: String },
 
     // --- upstream ---
     /// The provider answered with an error status; 4xx bodies are passed to the client.
@@ -79,7 +82,7 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest { .. } | Self::PolicyBlocked { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
@@ -108,6 +111,7 @@ impl Error {
             Self::UnknownModel { .. } => "unknown_model",
             Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::PinNotAllowed => "pin_not_allowed",
+            Self::PolicyBlocked { .. } => "dlp_blocked",
             Self::UpstreamStatus(f) if f.status.is_client_error() => "upstream_4xx",
             Self::UpstreamStatus(_) => "upstream_5xx",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -135,6 +139,7 @@ impl Error {
                 ("permission_error", Some("model"), "model_not_allowed")
             }
             Self::PinNotAllowed => ("permission_error", None, "pin_not_allowed"),
+            Self::PolicyBlocked { code, .. } => ("invalid_request_error", None, code),
             Self::UpstreamStatus(_) => ("upstream_error", None, "upstream_error"),
             Self::UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             Self::UpstreamUnreachable { .. } => ("upstream_error", None, "upstream_unreachable"),

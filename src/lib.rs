@@ -4,6 +4,7 @@
 //! Components, in the order a request meets them:
 //! - `server`: listeners, connection handling, graceful drain; the admin endpoints.
 //! - `pipeline`: the fixed request path (`auth`, `route`, `forward`, the stream `relay`).
+//! - `dlp`: PII/secret detection, policies, pseudonyms, the injection guard.
 //! - `providers`: wire-format adapters (translation only) and the built-in `mock`.
 //! - `api`: the OpenAI wire types clients send.
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
@@ -16,6 +17,7 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dlp;
 pub mod error;
 pub mod health;
 pub mod metrics;

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     pub cooldown: IntGaugeVec,
     pub cache_requests: IntCounterVec,
+    pub dlp_findings: IntCounterVec,
+    pub dlp_blocked: IntCounterVec,
+    pub injection_flagged: IntCounterVec,
     passthrough_models: Mutex<HashSet<String>>,
 }
 
@@ -107,6 +110,27 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let dlp_findings = IntCounterVec::new(
+            Opts::new(
+                "gateway_dlp_findings_total",
+                "Data protection findings in requests and responses, by entity type and action.",
+            ),
+            &["project", "entity", "action"],
+        )?;
+        let dlp_blocked = IntCounterVec::new(
+            Opts::new(
+                "gateway_dlp_blocked_total",
+                "Requests refused by a data protection policy: entity, injection, unscannable.",
+            ),
+            &["project", "reason"],
+        )?;
+        let injection_flagged = IntCounterVec::new(
+            Opts::new(
+                "gateway_injection_flagged_total",
+                "Requests whose prompt-injection score reached the policy threshold.",
+            ),
+            &["project", "action"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "gateway_build_info",
@@ -128,6 +152,9 @@ impl Metrics {
         registry.register(Box::new(fallbacks.clone()))?;
         registry.register(Box::new(cooldown.clone()))?;
         registry.register(Box::new(cache_requests.clone()))?;
+        registry.register(Box::new(dlp_findings.clone()))?;
+        registry.register(Box::new(dlp_blocked.clone()))?;
+        registry.register(Box::new(injection_flagged.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -142,6 +169,9 @@ impl Metrics {
             fallbacks,
             cooldown,
             cache_requests,
+            dlp_findings,
+            dlp_blocked,
+            injection_flagged,
             passthrough_models: Mutex::new(HashSet::new()),
         })
     }

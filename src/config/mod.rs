@@ -49,6 +49,9 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Data protection policies by name; projects refer to one with `policy = "NAME"`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, crate::dlp::policy::PolicyConfig>,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -416,6 +419,9 @@ pub struct ProjectConfig {
     /// Empty: any deployment.
     #[serde(default)]
     pub regions: Vec<String>,
+    /// The `[policies.NAME]` applied to this project's requests and responses.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 fn all_models() -> Vec<String> {

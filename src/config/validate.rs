@@ -33,6 +33,8 @@ pub struct Runtime {
     pub cache: (u64, Duration),
     /// Unix time the config was loaded; the `created` of listed models.
     pub loaded_at: u64,
+    /// Compiled `[policies.NAME]`.
+    pub policies: std::collections::BTreeMap<String, Arc<crate::dlp::Policy>>,
 }
 
 /// `[routing]`, validated.
@@ -206,6 +208,8 @@ pub struct Project {
     pub allow_provider_pin: bool,
     pub cache: bool,
     pub regions: Vec<String>,
+    /// The data protection policy, compiled.
+    pub policy: Option<Arc<crate::dlp::Policy>>,
 }
 
 impl Project {
@@ -514,6 +518,7 @@ impl Runtime {
                 model.content_policy_fallbacks = policy;
             }
         }
+        let policies = crate::dlp::policy::compile_all(&config.policies, env, &mut errs);
         let mut projects = Vec::new();
         let mut names = HashSet::new();
         let mut keys = KeyIndex::default();
@@ -542,12 +547,20 @@ impl Runtime {
                     "{at}.models: empty list allows no model; use [\"*\"] for all"
                 ));
             }
+            let policy = p.policy.as_ref().and_then(|name| {
+                let found = policies.get(name).cloned();
+                if found.is_none() && !config.policies.contains_key(name) {
+                    errs.push(format!("{at}.policy: unknown policy {name:?}"));
+                }
+                found
+            });
             projects.push(Arc::new(Project {
                 name: p.name.clone(),
                 models: p.models.clone(),
                 allow_provider_pin: p.allow_provider_pin,
                 cache: p.cache,
                 regions: p.regions.clone(),
+                policy,
             }));
         }
 
@@ -576,6 +589,7 @@ impl Runtime {
                 Duration::from_secs(config.cache.ttl_secs),
             ),
             loaded_at,
+            policies,
         })
     }
 }

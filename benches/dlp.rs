@@ -1,0 +1,2 @@
+//! Placeholder until the scanning benchmarks land.
+fn main() {}
