@@ -57,6 +57,8 @@ pub struct Ctx {
     /// The class of the last failed upstream attempt, for the access log and
     /// `x-gateway-error-class`.
     error_class: Option<&'static str>,
+    /// What the data protection guard left for the response (pseudonyms, scanning).
+    dlp: Option<crate::dlp::guard::Outcome>,
     finished: bool,
 }
 
@@ -79,6 +81,7 @@ impl Ctx {
             admission: None,
             cache: None,
             error_class: None,
+            dlp: None,
             finished: false,
         }
     }
@@ -276,6 +279,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let attempts = ctx.attempts;
     let error_class = ctx.error_class;
     let cache_result = ctx.cache;
+    let injection_flagged = ctx.dlp.as_ref().is_some_and(|o| o.injection_flagged);
     let succeeded = result.is_ok();
     let mut resp = match result {
         Ok(Reply::Full(resp, usage)) => {
@@ -291,13 +295,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             translate,
         }) => {
             let idle = rt.server.stream_idle_timeout;
-            let mut resp = Response::new(Body::new(relay::Relay::new(
-                upstream.body,
-                ctx,
-                wants_usage,
-                translate,
-                idle,
-            )));
+            let dlp = crate::dlp::guard::stream_guard(ctx.dlp.as_mut(), &state.metrics);
+            let mut resp = Response::new(Body::new(
+                relay::Relay::new(upstream.body, ctx, wants_usage, translate, idle).with_dlp(dlp),
+            ));
             let h = resp.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
@@ -337,6 +338,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         resp.headers_mut()
             .insert("x-gateway-cache", HeaderValue::from_static(result));
     }
+    if injection_flagged {
+        resp.headers_mut()
+            .insert("x-gateway-injection", HeaderValue::from_static("flagged"));
+    }
     if let (false, Some(class)) = (succeeded, error_class) {
         resp.headers_mut()
             .insert("x-gateway-error-class", HeaderValue::from_static(class));
@@ -358,6 +363,9 @@ async fn chat(
             Some("messages"),
         ));
     }
+    let mut chat = chat;
+    ctx.dlp =
+        crate::dlp::guard::check_chat(&state.metrics, &caller.project, &mut chat, &ctx.request_id)?;
     ctx.stream = chat.is_stream();
     let wants_usage = chat.wants_stream_usage();
     let model = chat.model.clone();
@@ -365,17 +373,16 @@ async fn chat(
     let plan = plan(&state, &rt, &caller, &model, &headers, &needs)?;
 
     let directives = cache::Directives::of(&headers);
-    let cache_key = caller
-        .project
-        .cache
-        .then(|| {
-            // A pinned provider is part of what was asked for.
-            let pin = headers
-                .get("x-gateway-provider")
-                .and_then(|v| v.to_str().ok());
-            cache::key(&caller.project.name, &model, pin.unwrap_or(""), &chat)
-        })
-        .flatten();
+    let cache_key = (caller.project.cache
+        && ctx.dlp.as_ref().is_none_or(|o| !o.touches_response()))
+    .then(|| {
+        // A pinned provider is part of what was asked for.
+        let pin = headers
+            .get("x-gateway-provider")
+            .and_then(|v| v.to_str().ok());
+        cache::key(&caller.project.name, &model, pin.unwrap_or(""), &chat)
+    })
+    .flatten();
     if let Some(key) = &cache_key {
         if let Some(reply) = cached(&state, key, directives, wants_usage, &model, ctx) {
             return Ok(reply);
@@ -405,6 +412,7 @@ async fn chat(
         ctx.started,
     )
     .await?;
+    let resp = crate::dlp::guard::respond(ctx.dlp.as_ref(), &state.metrics, resp, &body)?;
     if let Some(key) = cache_key.filter(|_| directives.store && resp.status() == StatusCode::OK) {
         state.cache.insert(
             key,
@@ -470,7 +478,13 @@ async fn embeddings(
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
-    let (caller, headers, emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
+    let (caller, headers, mut emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
+    ctx.dlp = crate::dlp::guard::check_embeddings(
+        &state.metrics,
+        &caller.project,
+        &mut emb,
+        &ctx.request_id,
+    )?;
     let model = emb.model.clone();
     let plan = plan(
         &state,
