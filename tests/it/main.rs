@@ -19,6 +19,7 @@ mod cache;
 mod chat;
 mod cohere;
 mod config;
+mod dlp;
 mod errors;
 mod forwarding;
 mod gemini;
