@@ -947,7 +947,9 @@ impl Context {
                 .map_or(rest.len(), |(i, _)| i);
             let w = &rest[..wl];
             let mut chars = w.chars();
-            let first = chars.next()?;
+            let Some(first) = chars.next() else {
+                break;
+            };
             let is_cap = first.is_uppercase()
                 && w.chars().count() >= 2
                 && (chars.clone().all(|c| !c.is_uppercase() || c == '\'')

@@ -90,8 +90,8 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
             "you will now",
             "henceforth",
         ],
-        r"\b(?:from now on|henceforth|you are now|you will now)\b(?:\s+\S+){0,6}?\s+(?:you|act|respond|answer|are|will|must|only|no longer|free)\b|\b(?:new|updated|real|actual|true) (?:instructions|rules|system prompt|directives)\b",
-        0.5,
+        r"\b(?:from now on|henceforth|you are now|you will now)\b(?:\s+\S+){0,6}?\s+(?:you|act|respond|answer|are|will|must|only|no longer|free)\b|\b(?:new|updated|real|actual|true) (?:instructions|system prompt|directives)\b|\byour new (?:rules|instructions|role)\b|\bnew rules ?:|\bno longer bound\b",
+        0.55,
     ),
     (
         "roleplay",
@@ -112,7 +112,7 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
             "stay in character",
             "evil",
         ],
-        r"\b(?:do anything now|developer mode|jailbreak|jailbroken|god mode|dan mode|unfiltered|uncensored|no restrictions|without (?:any )?(?:restrictions|limits|filters|rules|censorship)|stay in character|you are dan|evil (?:ai|assistant|bot|twin)|(?:pretend|act|roleplay|role play)(?: as| to be| you are)(?:\s+\S+){0,4}?\s+(?:ai|assistant|model|bot|character)\b(?:\s+\S+){0,6}?\s+(?:no|without|unrestricted|any|ignores?|free))",
+        r"\b(?:do anything now|developer mode\b(?:\s+\S+){0,6}?\s+(?:without|no|unrestricted|uncensored|unfiltered|respond|answer)|jailbreak|jailbroken|god mode|dan mode|unfiltered|uncensored|no restrictions|without (?:any )?(?:restrictions|limits|filters|rules|censorship)|stay in character|you are dan|evil (?:ai|assistant|bot|twin)|(?:pretend|act|roleplay|role play)(?: as| to be| you are)(?:\s+\S+){0,4}?\s+(?:ai|assistant|model|bot|character)\b(?:\s+\S+){0,6}?\s+(?:no|without|unrestricted|any|ignores?|free))",
         0.5,
     ),
     (
@@ -143,7 +143,7 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
             "webhook",
             "email",
         ],
-        r"\b(?:send|post|exfiltrate|forward|upload|transmit|leak|append)\b(?:\s+\S+){0,5}?\s+(?:conversation|chat history|all (?:data|messages|files)|the data|user data|credentials|api keys?|secrets?|passwords?|tokens?|the contents|this conversation|previous messages)\b(?:\s+\S+){0,4}?\s+(?:to|into|at)\b|!\[[^\]]*\]\(https?://\S+\?\S*=|\bexfiltrat",
+        r"\b(?:send|post|exfiltrate|forward|upload|transmit|leak|append)\b(?:\s+\S+){0,5}?\s+(?:conversation|chat history|all (?:data|messages|files)|the data|user data|credentials|api keys?|secrets?|passwords?|tokens?|the contents|this conversation|previous messages|(?:the )?user'?s? (?:data|info|information|details))\b(?:\s+\S+){0,4}?\s+(?:to|into|at)\b|!\[[^\]]*\]\(https?://\S+\?\S*=|\bexfiltrat",
         0.55,
     ),
     (
@@ -161,7 +161,7 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
             "llm",
         ],
         r"<\|?im_start\|?>|<\|system\|>|\[/?inst\]|<</?sys>>|(?:^|\s)### ?(?:system|instruction)|\[system\]|\bbegin (?:system|new) (?:prompt|instructions)\b|\b(?:note|message|attention|instructions?) (?:to|for) (?:the )?(?:ai|assistant|llm|model|language model|chatbot)\b|\bif you are an? (?:ai|llm|language model|assistant)\b|\bai (?:assistant|agent)s? reading this\b|\bimportant:? (?:new )?instructions?\b",
-        0.45,
+        0.5,
     ),
     (
         "encoded",
@@ -181,13 +181,14 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
             "censor",
         ],
         r"\b(?:ignore|bypass|disable|turn off|remove|without|no|circumvent|evade|skip)\b(?:\s+\S+){0,3}?\s+(?:safety|content|ethical|ethics|moral|guardrails?|filters?|moderation|content policy|censorship)\b(?:\s+(?:guidelines|filters?|rules|restrictions|policies|checks|protocols|settings))?",
-        0.4,
+        0.5,
     ),
 ];
 
 struct Guard {
     triggers: AhoCorasick,
-    trigger_family: Vec<usize>,
+    /// Families of each trigger word (a word may start several).
+    trigger_family: Vec<Vec<usize>>,
     patterns: Vec<Regex>,
     own_words: Regex,
     blob: Regex,
@@ -198,12 +199,17 @@ static GUARD: OnceLock<Result<Guard, String>> = OnceLock::new();
 fn guard() -> Result<&'static Guard, String> {
     GUARD
         .get_or_init(|| {
-            let mut words = Vec::new();
-            let mut fam = Vec::new();
+            let mut words: Vec<&str> = Vec::new();
+            let mut fam: Vec<Vec<usize>> = Vec::new();
             for (i, (_, t, _, _)) in FAMILIES.iter().enumerate() {
                 for w in *t {
-                    words.push(*w);
-                    fam.push(i);
+                    match words.iter().position(|x| x == w) {
+                        Some(k) => fam[k].push(i),
+                        None => {
+                            words.push(w);
+                            fam.push(vec![i]);
+                        }
+                    }
                 }
             }
             let triggers = AhoCorasickBuilder::new()
@@ -258,20 +264,22 @@ pub fn normalize(text: &str) -> String {
             'ν' => 'v',
             _ => c,
         };
-        // Leetspeak only inside words: "1gn0re" but not "version 1.0".
+        // Leetspeak only inside words: "1gn0re" but not "version 1.0"; symbols only between
+        // letters, so "<|im_start|>" keeps its bars.
         let next_alpha = chars.get(i + 1).is_some_and(|n| n.is_alphabetic());
-        let c = if prev_alpha || next_alpha {
-            match c {
+        let c = match c {
+            '0' | '1' | '3' | '4' | '5' | '7' if prev_alpha || next_alpha => match c {
                 '0' => 'o',
-                '1' | '!' | '|' => 'i',
+                '1' => 'i',
                 '3' => 'e',
-                '4' | '@' => 'a',
-                '5' | '$' => 's',
-                '7' => 't',
-                _ => c,
-            }
-        } else {
-            c
+                '4' => 'a',
+                '5' => 's',
+                _ => 't',
+            },
+            '!' | '|' if prev_alpha && next_alpha => 'i',
+            '@' if prev_alpha && next_alpha => 'a',
+            '$' if prev_alpha && next_alpha => 's',
+            _ => c,
         };
         if c.is_alphanumeric()
             || matches!(
@@ -356,7 +364,11 @@ pub fn score(text: &str) -> f32 {
     let mut candidates = [false; 16];
     let mut any = false;
     for m in g.triggers.find_iter(&norm) {
-        if let Some(&f) = g.trigger_family.get(m.pattern().as_usize()) {
+        for &f in g
+            .trigger_family
+            .get(m.pattern().as_usize())
+            .map_or(&[][..], Vec::as_slice)
+        {
             candidates[f] = true;
             any = true;
         }
@@ -373,6 +385,10 @@ pub fn score(text: &str) -> f32 {
             if matches!(*name, "override" | "override_ml") && g.own_words.is_match(m.as_str()) {
                 // "ignore my previous message": a user correcting themselves.
                 w = 0.2;
+            }
+            if m.start() > 0 && matches!(norm.as_bytes()[m.start() - 1], b'\'' | b'"') {
+                // Quoted: talked about, not said ("detect messages that say '...'").
+                w *= 0.4;
             }
             keep *= 1.0 - w;
         }

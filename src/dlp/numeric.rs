@@ -102,6 +102,9 @@ fn cluster(text: &str, ws: usize, out: &mut Vec<Finding>) -> usize {
             let len = w.end - w.start;
             let ok = w.digits > 0
                 || (len == 1 && b[w.start].is_ascii_uppercase())
+                || (len == 2
+                    && b[w.start - 1] == b'-'
+                    && b[w.start..w.end].iter().all(u8::is_ascii_hexdigit))
                 || (iban_like && len <= 4 && b[w.start..w.end].iter().all(u8::is_ascii_uppercase));
             if !ok {
                 break;
@@ -264,6 +267,14 @@ fn classify(
     };
     let mut push = |e: Entity, conf: f32| out.push(Finding::new(e, start, end, conf));
     let letters = n - digits;
+    if g.len() == 6
+        && g.iter().all(|&l| l == 2)
+        && sep == Sep::Dash
+        && c.iter().all(u8::is_ascii_hexdigit)
+    {
+        push(Entity::MacAddress, 0.9);
+        return;
+    }
 
     if letters == 0 {
         // Phones first: `+` is the strongest signal there is.
@@ -341,7 +352,8 @@ fn classify(
             }
             10 => {
                 if checksum::nhs(c) && (single || groups_of(&[3, 3, 4])) {
-                    push(Entity::UkNhs, if single { 0.45 } else { 0.7 });
+                    // NHS numbers are written with spaces; dashes are the US phone habit.
+                    push(Entity::UkNhs, if sep == Sep::Space { 0.7 } else { 0.45 });
                 }
                 if paren {
                     push(Entity::Phone, 0.8);

@@ -20,6 +20,7 @@ mod chat;
 mod cohere;
 mod config;
 mod dlp;
+mod dlp_quality;
 mod errors;
 mod forwarding;
 mod gemini;
