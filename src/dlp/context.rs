@@ -677,10 +677,6 @@ fn keywords() -> Vec<(&'static str, Vec<Role>)> {
             "meeting with",
             "email from",
             "forwarded by",
-            "per",
-            "from",
-            "with",
-            "by",
         ],
         &[Role::Cue(Cue::Relation)],
     );
@@ -736,6 +732,7 @@ impl Context {
             .map(|k| merged.remove(k).unwrap_or_default())
             .collect();
         let ac = AhoCorasickBuilder::new()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(&order)

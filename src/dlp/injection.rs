@@ -119,13 +119,18 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
         "exfil_prompt",
         &[
             "system prompt",
-            "instructions",
             "prompt",
-            "initial prompt",
             "words above",
             "text above",
             "everything above",
             "hidden",
+            "your instructions",
+            "your rules",
+            "the rules you",
+            "verbatim",
+            "initial",
+            "original instructions",
+            "configuration",
         ],
         r"\b(?:reveal|show|print|repeat|output|display|tell|give|dump|leak|write|type|spell|list|share|paste|recite|what (?:is|are|were))\b(?:\s+\S+){0,3}?\s+(?:your|the hidden|the secret|the initial|the original|the above|the system|all (?:the|your)|verbatim)\b(?:\s+\S+){0,2}?\s*(?:system prompt|prompt|instructions|initial prompt|rules|guidelines|configuration|hidden prompt|words|text|message)\b|\b(?:repeat|print|output) (?:the |all )?(?:words|text|everything) above\b",
         0.55,
@@ -133,15 +138,22 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
     (
         "exfil_data",
         &[
-            "send",
-            "post",
-            "exfiltrate",
-            "forward",
-            "upload",
-            "http",
-            "url",
-            "webhook",
-            "email",
+            "conversation",
+            "chat history",
+            "exfiltrat",
+            "user data",
+            "user's data",
+            "api key",
+            "credentials",
+            "secret",
+            "password",
+            "token",
+            "![",
+            "the contents",
+            "previous messages",
+            "all data",
+            "all messages",
+            "all files",
         ],
         r"\b(?:send|post|exfiltrate|forward|upload|transmit|leak|append)\b(?:\s+\S+){0,5}?\s+(?:conversation|chat history|all (?:data|messages|files)|the data|user data|credentials|api keys?|secrets?|passwords?|tokens?|the contents|this conversation|previous messages|(?:the )?user'?s? (?:data|info|information|details))\b(?:\s+\S+){0,4}?\s+(?:to|into|at)\b|!\[[^\]]*\]\(https?://\S+\?\S*=|\bexfiltrat",
         0.55,
@@ -150,22 +162,44 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
         "markers",
         &[
             "im_start",
-            "system",
-            "inst",
-            "sys",
-            "assistant",
-            "note to",
-            "attention",
-            "if you are",
-            "ai reading",
-            "llm",
+            "<|system",
+            "[inst",
+            "[/inst",
+            "<<sys",
+            "<</sys",
+            "### system",
+            "###system",
+            "### instruction",
+            "[system]",
+            "begin system",
+            "begin new",
+            "to the ai",
+            "to the assistant",
+            "to the llm",
+            "to the model",
+            "for the ai",
+            "for the assistant",
+            "for the llm",
+            "for the model",
+            "if you are a",
+            "reading this",
+            "important",
         ],
         r"<\|?im_start\|?>|<\|system\|>|\[/?inst\]|<</?sys>>|(?:^|\s)### ?(?:system|instruction)|\[system\]|\bbegin (?:system|new) (?:prompt|instructions)\b|\b(?:note|message|attention|instructions?) (?:to|for) (?:the )?(?:ai|assistant|llm|model|language model|chatbot)\b|\bif you are an? (?:ai|llm|language model|assistant)\b|\bai (?:assistant|agent)s? reading this\b|\bimportant:? (?:new )?instructions?\b",
         0.5,
     ),
     (
         "encoded",
-        &["base64", "rot13", "decode", "hex", "encoded", "atob"],
+        &[
+            "base64",
+            "rot13",
+            "decode",
+            "decrypt",
+            "hex-encoded",
+            "hex encoded",
+            "hex instructions",
+            "hex payload",
+        ],
         r"\b(?:decode|decrypt|translate|interpret)\b(?:\s+\S+){0,4}?\s+(?:and|then)\s+(?:follow|execute|run|obey|do|perform|carry out)\b|\b(?:base64|rot13|hex)(?:-| )(?:encoded )?(?:instructions?|payload|command|prompt)\b",
         0.45,
     ),
@@ -242,8 +276,8 @@ pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
     let mut prev_alpha = false;
-    let chars: Vec<char> = text.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
         let c = match c {
             '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' => continue,
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
@@ -266,7 +300,7 @@ pub fn normalize(text: &str) -> String {
         };
         // Leetspeak only inside words: "1gn0re" but not "version 1.0"; symbols only between
         // letters, so "<|im_start|>" keeps its bars.
-        let next_alpha = chars.get(i + 1).is_some_and(|n| n.is_alphabetic());
+        let next_alpha = it.peek().is_some_and(|n| n.is_alphabetic());
         let c = match c {
             '0' | '1' | '3' | '4' | '5' | '7' if prev_alpha || next_alpha => match c {
                 '0' => 'o',
@@ -393,7 +427,7 @@ pub fn score(text: &str) -> f32 {
             keep *= 1.0 - w;
         }
     }
-    if g.blob.is_match(text) && (norm.contains("base64") || norm.contains("decode")) {
+    if (norm.contains("base64") || norm.contains("decode")) && g.blob.is_match(text) {
         keep *= 0.6;
     }
     (1.0 - keep).clamp(0.0, 1.0)

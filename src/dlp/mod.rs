@@ -174,14 +174,18 @@ pub fn resolve(findings: &mut Vec<Finding>) {
             .then(a.start.cmp(&b.start))
             .then(a.kind.cmp(&b.kind))
     });
-    let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
+    // Kept spans by start; they never overlap, so only the neighbours of a candidate can.
+    let mut kept: std::collections::BTreeMap<usize, Finding> = std::collections::BTreeMap::new();
     for f in findings.iter() {
-        if kept.iter().all(|k| f.end <= k.start || f.start >= k.end) {
-            kept.push(*f);
+        let before = kept
+            .range(..f.end)
+            .next_back()
+            .is_some_and(|(_, k)| k.end > f.start);
+        if !before {
+            kept.insert(f.start, *f);
         }
     }
-    kept.sort_by_key(|f| (f.start, f.end));
-    *findings = kept;
+    *findings = kept.into_values().collect();
 }
 
 /// Shannon entropy in bits per byte.
