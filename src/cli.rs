@@ -1,4 +1,5 @@
-//! The `gateway` subcommands: `serve`, `check`, `budget`, `hash-key`, `gen-key`, `mock-server`.
+//! The `gateway` subcommands: `serve`, `check`, `budget`, `scan`, `hash-key`, `gen-key`,
+//! `mock-server`.
 //! Output meant for the operator goes to stdout; logs go to stderr.
 
 use std::io::{Read, Write};
@@ -57,6 +58,24 @@ pub enum Command {
     },
     /// Mint a new random virtual key; prints the key, then its hash.
     GenKey,
+    /// Run a data protection policy over text (or JSONL with a `text` field) and print the
+    /// findings and the redacted text. Exits 2 if anything would be blocked.
+    Scan {
+        /// Config file holding `[policies.NAME]`; without it a built-in policy that detects
+        /// every type is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The policy to use (needed when the config has several).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Override the policy's sensitivity.
+        #[arg(long, value_enum)]
+        sensitivity: Option<ScanSensitivity>,
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+        /// Input file, or `-` (the default) for stdin.
+        file: Option<PathBuf>,
+    },
     /// Serve the built-in mock provider as an OpenAI-shaped HTTP upstream (for demos, CI and
     /// benchmarks).
     MockServer {
@@ -72,6 +91,45 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanSensitivity {
+    Low,
+    Medium,
+    High,
+}
+
+/// `gateway scan`: Ok(true) when anything would be blocked.
+pub fn scan(
+    config: Option<&Path>,
+    policy: Option<&str>,
+    sensitivity: Option<ScanSensitivity>,
+    format: ScanFormat,
+    file: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<bool, String> {
+    use crate::dlp::Sensitivity;
+    let p = crate::dlp::cli::load_policy(config, policy)?;
+    let sens = sensitivity.map(|s| match s {
+        ScanSensitivity::Low => Sensitivity::Low,
+        ScanSensitivity::Medium => Sensitivity::Medium,
+        ScanSensitivity::High => Sensitivity::High,
+    });
+    let jsonl = format == ScanFormat::Jsonl;
+    match file.filter(|f| f.as_os_str() != "-") {
+        Some(f) => {
+            let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            crate::dlp::cli::run(&p, sens, jsonl, &mut std::io::BufReader::new(file), out)
+        }
+        None => crate::dlp::cli::run(&p, sens, jsonl, &mut std::io::stdin().lock(), out),
+    }
 }
 
 /// Loads and validates a config file against the process environment.

@@ -43,6 +43,9 @@ pub enum Error {
     /// Refused by spend control: a budget, a rate limit, a per-request cap or a tier.
     #[error("{}", .0.message)]
     Spend(Box<SpendRefusal>),
+    /// Refused by the data protection policy; the message and code name entity types only.
+    #[error("{message}")]
+    PolicyBlocked { message: String, code: String },
 
     // --- upstream ---
     /// The provider answered with an error status; 4xx bodies are passed to the client.
@@ -96,7 +99,7 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest { .. } | Self::PolicyBlocked { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
@@ -127,6 +130,7 @@ impl Error {
             Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::PinNotAllowed => "pin_not_allowed",
             Self::Spend(r) => r.code,
+            Self::PolicyBlocked { .. } => "dlp_blocked",
             Self::UpstreamStatus(f) if f.status.is_client_error() => "upstream_4xx",
             Self::UpstreamStatus(_) => "upstream_5xx",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -155,6 +159,7 @@ impl Error {
             }
             Self::PinNotAllowed => ("permission_error", None, "pin_not_allowed"),
             Self::Spend(r) => (r.kind, r.param, r.code),
+            Self::PolicyBlocked { code, .. } => ("invalid_request_error", None, code),
             Self::UpstreamStatus(_) => ("upstream_error", None, "upstream_error"),
             Self::UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             Self::UpstreamUnreachable { .. } => ("upstream_error", None, "upstream_unreachable"),

@@ -7,6 +7,7 @@
 //!   `relay`).
 //! - `pricing`: the built-in price table and the cost of a request.
 //! - `ledger`: wallets, reservations, rate limits and the on-disk spend journal.
+//! - `dlp`: PII/secret detection, policies, pseudonyms, the injection guard.
 //! - `providers`: wire-format adapters (translation only) and the built-in `mock`.
 //! - `api`: the OpenAI wire types clients send.
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
@@ -19,6 +20,7 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dlp;
 pub mod error;
 pub mod eventstream;
 pub mod health;

@@ -67,6 +67,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Scan {
+            config,
+            policy,
+            sensitivity,
+            format,
+            file,
+        } => {
+            let blocked = cli::scan(
+                config.as_deref(),
+                policy.as_deref(),
+                sensitivity,
+                format,
+                file.as_deref(),
+                &mut out,
+            )
+            .map_err(anyhow::Error::msg)?;
+            Ok(if blocked {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Serve { config } => {
             drop(out);
             serve(&config::resolve_path(config))

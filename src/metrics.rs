@@ -33,6 +33,9 @@ pub struct Metrics {
     pub cache_requests: IntCounterVec,
     /// Cost, budget and rate-limit metrics (`pipeline/budget.rs`).
     pub spend: crate::pipeline::budget::SpendMetrics,
+    pub dlp_findings: IntCounterVec,
+    pub dlp_blocked: IntCounterVec,
+    pub injection_flagged: IntCounterVec,
     passthrough_models: Mutex<HashSet<String>>,
 }
 
@@ -109,6 +112,27 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let dlp_findings = IntCounterVec::new(
+            Opts::new(
+                "gateway_dlp_findings_total",
+                "Data protection findings in requests and responses, by entity type and action.",
+            ),
+            &["project", "entity", "action"],
+        )?;
+        let dlp_blocked = IntCounterVec::new(
+            Opts::new(
+                "gateway_dlp_blocked_total",
+                "Requests refused by a data protection policy: entity, injection, unscannable.",
+            ),
+            &["project", "reason"],
+        )?;
+        let injection_flagged = IntCounterVec::new(
+            Opts::new(
+                "gateway_injection_flagged_total",
+                "Requests whose prompt-injection score reached the policy threshold.",
+            ),
+            &["project", "action"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "gateway_build_info",
@@ -130,6 +154,9 @@ impl Metrics {
         registry.register(Box::new(fallbacks.clone()))?;
         registry.register(Box::new(cooldown.clone()))?;
         registry.register(Box::new(cache_requests.clone()))?;
+        registry.register(Box::new(dlp_findings.clone()))?;
+        registry.register(Box::new(dlp_blocked.clone()))?;
+        registry.register(Box::new(injection_flagged.clone()))?;
         registry.register(Box::new(build_info))?;
         let spend = crate::pipeline::budget::SpendMetrics::register(&registry)?;
         Ok(Self {
@@ -146,6 +173,9 @@ impl Metrics {
             fallbacks,
             cooldown,
             cache_requests,
+            dlp_findings,
+            dlp_blocked,
+            injection_flagged,
             passthrough_models: Mutex::new(HashSet::new()),
         })
     }

@@ -60,6 +60,9 @@ pub struct Config {
     pub spend: spend::SpendConfig,
     #[serde(default)]
     pub state: spend::StateConfig,
+    /// Data protection policies by name; projects refer to one with `policy = "NAME"`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, crate::dlp::policy::PolicyConfig>,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -501,6 +504,9 @@ pub struct ProjectConfig {
     pub tiers: Vec<String>,
     #[serde(default)]
     pub key_budgets: Vec<spend::KeyBudgetConfig>,
+    /// The `[policies.NAME]` applied to this project's requests and responses.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 fn all_models() -> Vec<String> {

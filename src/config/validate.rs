@@ -40,6 +40,8 @@ pub struct Runtime {
     pub spend: super::spend::Policy,
     /// Problems that do not stop the gateway (printed by `check`, logged by `serve`).
     pub warnings: Vec<String>,
+    /// Compiled `[policies.NAME]`.
+    pub policies: std::collections::BTreeMap<String, Arc<crate::dlp::Policy>>,
 }
 
 /// `[routing]`, validated.
@@ -231,6 +233,8 @@ pub struct Project {
     pub allow_provider_pin: bool,
     pub cache: bool,
     pub regions: Vec<String>,
+    /// The data protection policy, compiled.
+    pub policy: Option<Arc<crate::dlp::Policy>>,
 }
 
 impl Project {
@@ -610,6 +614,7 @@ impl Runtime {
                 model.content_policy_fallbacks = policy;
             }
         }
+        let policies = crate::dlp::policy::compile_all(&config.policies, env, &mut errs);
         let mut projects = Vec::new();
         let mut names = HashSet::new();
         let mut keys = KeyIndex::default();
@@ -638,12 +643,20 @@ impl Runtime {
                     "{at}.models: empty list allows no model; use [\"*\"] for all"
                 ));
             }
+            let policy = p.policy.as_ref().and_then(|name| {
+                let found = policies.get(name).cloned();
+                if found.is_none() && !config.policies.contains_key(name) {
+                    errs.push(format!("{at}.policy: unknown policy {name:?}"));
+                }
+                found
+            });
             projects.push(Arc::new(Project {
                 name: p.name.clone(),
                 models: p.models.clone(),
                 allow_provider_pin: p.allow_provider_pin,
                 cache: p.cache,
                 regions: p.regions.clone(),
+                policy,
             }));
         }
 
@@ -683,6 +696,7 @@ impl Runtime {
             loaded_at,
             spend,
             warnings,
+            policies,
         })
     }
 }

@@ -69,6 +69,8 @@ pub struct Ctx {
     /// Bytes of generated text a stream relayed (content and tool arguments), for the output
     /// estimate of a stream that ends without usage.
     streamed_text: u64,
+    /// What the data protection guard left for the response (pseudonyms, scanning).
+    dlp: Option<crate::dlp::guard::Outcome>,
     finished: bool,
 }
 
@@ -95,6 +97,7 @@ impl Ctx {
             cost: None,
             streamed: 0,
             streamed_text: 0,
+            dlp: None,
             finished: false,
         }
     }
@@ -304,6 +307,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let attempts = ctx.attempts;
     let error_class = ctx.error_class;
     let cache_result = ctx.cache;
+    let injection_flagged = ctx.dlp.as_ref().is_some_and(|o| o.injection_flagged);
     let succeeded = result.is_ok();
     let mut resp = match result {
         Ok(Reply::Full(resp, usage)) => {
@@ -322,14 +326,11 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             framing,
         }) => {
             let idle = rt.server.stream_idle_timeout;
-            let body = Body::new(relay::Relay::new(
-                upstream.body,
-                ctx,
-                wants_usage,
-                translate,
-                framing,
-                idle,
-            ));
+            let dlp = crate::dlp::guard::stream_guard(ctx.dlp.as_mut(), &state.metrics);
+            let body = Body::new(
+                relay::Relay::new(upstream.body, ctx, wants_usage, translate, framing, idle)
+                    .with_dlp(dlp),
+            );
             let mut resp = Response::new(if endpoint == "messages" {
                 messages::event_stream(body)
             } else {
@@ -377,6 +378,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         resp.headers_mut()
             .insert("x-gateway-cache", HeaderValue::from_static(result));
     }
+    if injection_flagged {
+        resp.headers_mut()
+            .insert("x-gateway-injection", HeaderValue::from_static("flagged"));
+    }
     if let (false, Some(class)) = (succeeded, error_class) {
         resp.headers_mut()
             .insert("x-gateway-error-class", HeaderValue::from_static(class));
@@ -401,7 +406,7 @@ async fn run_chat(
     rt: Arc<Runtime>,
     caller: Caller,
     headers: http::HeaderMap,
-    chat: ChatRequest,
+    mut chat: ChatRequest,
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
     if chat.messages.is_empty() {
@@ -410,6 +415,8 @@ async fn run_chat(
             Some("messages"),
         ));
     }
+    ctx.dlp =
+        crate::dlp::guard::check_chat(&state.metrics, &caller.project, &mut chat, &ctx.request_id)?;
     ctx.stream = chat.is_stream();
     let wants_usage = chat.wants_stream_usage();
     let model = chat.model.clone();
@@ -417,24 +424,22 @@ async fn run_chat(
     let plan = plan(&state, &rt, &caller, &model, &headers, &needs)?;
 
     let directives = cache::Directives::of(&headers);
-    let cache_key = caller
-        .project
-        .cache
-        .then(|| {
-            // A pinned provider is part of what was asked for.
-            let pin = headers
-                .get("x-gateway-provider")
-                .and_then(|v| v.to_str().ok());
-            cache::key(&caller.project.name, &model, pin.unwrap_or(""), &chat)
-        })
-        .flatten();
+    let cache_key = (caller.project.cache
+        && ctx.dlp.as_ref().is_none_or(|o| !o.touches_response()))
+    .then(|| {
+        // A pinned provider is part of what was asked for.
+        let pin = headers
+            .get("x-gateway-provider")
+            .and_then(|v| v.to_str().ok());
+        cache::key(&caller.project.name, &model, pin.unwrap_or(""), &chat)
+    })
+    .flatten();
     if let Some(key) = &cache_key {
         if let Some(reply) = cached(&state, key, directives, wants_usage, &model, ctx) {
             return Ok(reply);
         }
     }
 
-    let mut chat = chat;
     let req = budget::Request {
         body: budget::Body::Chat(&mut chat),
         prompt_estimate: needs.prompt_tokens,
@@ -466,6 +471,7 @@ async fn run_chat(
         ctx.started,
     )
     .await?;
+    let resp = crate::dlp::guard::respond(ctx.dlp.as_ref(), &state.metrics, resp, &body)?;
     if let Some(key) = cache_key.filter(|_| directives.store && resp.status() == StatusCode::OK) {
         state.cache.insert(
             key,
@@ -532,7 +538,13 @@ async fn embeddings(
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Reply, Error> {
-    let (caller, headers, emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
+    let (caller, headers, mut emb) = parse::<EmbeddingsRequest>(&rt, req, ctx).await?;
+    ctx.dlp = crate::dlp::guard::check_embeddings(
+        &state.metrics,
+        &caller.project,
+        &mut emb,
+        &ctx.request_id,
+    )?;
     let model = emb.model.clone();
     let plan = plan(
         &state,

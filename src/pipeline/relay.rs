@@ -81,6 +81,8 @@ pub struct Relay {
     text_bytes: u64,
     /// The status to record when the provider reported an error in the stream.
     error_status: u16,
+    /// Pseudonym restoration and response scanning (data protection), when the policy asks.
+    dlp: Option<crate::dlp::stream::StreamGuard>,
     done: bool,
 }
 
@@ -115,8 +117,14 @@ impl Relay {
             translate,
             text_bytes: 0,
             error_status: 502,
+            dlp: None,
             done: false,
         }
+    }
+
+    pub fn with_dlp(mut self, guard: Option<crate::dlp::stream::StreamGuard>) -> Self {
+        self.dlp = guard;
+        self
     }
 
     /// Re-frames the complete events in `self.events` into `out`.
@@ -133,6 +141,9 @@ impl Relay {
                     out.extend_from_slice(b"\n\n");
                 }
                 Event::Message { event, data } => {
+                    let Some(data) = crate::dlp::stream::filter(&mut self.dlp, data, out) else {
+                        continue;
+                    };
                     if data == "[DONE]" {
                         self.saw_done = true;
                     } else if event.as_deref() == Some("error") || is_error_object(&data) {
@@ -169,10 +180,13 @@ impl Relay {
             match t.on_event(event.as_deref(), &data) {
                 Ok(chunks) => {
                     for c in chunks {
-                        self.text_bytes += delta_text_len(&c);
-                        sse::encode_into(out, None, &c);
+                        if let Some(c) = crate::dlp::stream::filter(&mut self.dlp, c, out) {
+                            self.text_bytes += delta_text_len(&c);
+                            sse::encode_into(out, None, &c);
+                        }
                     }
                     if t.is_done() {
+                        let _ = crate::dlp::stream::filter(&mut self.dlp, "[DONE]".into(), out);
                         sse::encode_into(out, None, "[DONE]");
                         self.saw_done = true;
                     }

@@ -21,6 +21,8 @@ mod cache;
 mod chat;
 mod cohere;
 mod config;
+mod dlp;
+mod dlp_quality;
 mod errors;
 mod forwarding;
 mod gemini;
