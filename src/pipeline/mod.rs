@@ -13,6 +13,7 @@ pub mod budget;
 pub mod forward;
 pub mod messages;
 pub mod relay;
+pub mod responses;
 pub mod retry;
 pub mod route;
 
@@ -270,6 +271,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         "/embeddings" => "embeddings",
         "/messages" => "messages",
         "/messages/count_tokens" => "count_tokens",
+        "/responses" => "responses",
         p if p == "/models" || p.starts_with("/models/") => "models",
         _ => "other",
     };
@@ -279,6 +281,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         chat(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "messages" {
         messages::messages(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "responses" {
+        responses::responses(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "count_tokens" {
         messages::count_tokens(&state, &rt, req, &mut ctx)
             .await
@@ -326,10 +330,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 framing,
                 idle,
             ));
-            let mut resp = Response::new(if endpoint == "messages" {
-                messages::event_stream(body)
-            } else {
-                body
+            let mut resp = Response::new(match endpoint {
+                "messages" => messages::event_stream(body),
+                "responses" => responses::event_stream(body),
+                _ => body,
             });
             let h = resp.headers_mut();
             h.insert(

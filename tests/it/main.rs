@@ -27,5 +27,6 @@ mod gemini;
 mod messages;
 mod mock_provider;
 mod presets;
+mod responses;
 mod routing;
 mod streaming;
