@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod completions;
 pub mod forward;
 pub mod messages;
 pub mod relay;
@@ -268,6 +269,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let api_path = path.strip_prefix("/v1").unwrap_or(&path);
     let endpoint = match api_path {
         "/chat/completions" => "chat",
+        "/completions" => "completions",
         "/embeddings" => "embeddings",
         "/messages" => "messages",
         "/messages/count_tokens" => "count_tokens",
@@ -281,6 +283,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         chat(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "messages" {
         messages::messages(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "completions" {
+        completions::completions(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "responses" {
         responses::responses(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "count_tokens" {
@@ -582,6 +586,7 @@ fn plan(
 pub enum Payload {
     Chat(ChatRequest),
     Embeddings(EmbeddingsRequest),
+    Completions(completions::CompletionsRequest),
 }
 
 impl Payload {
@@ -590,6 +595,9 @@ impl Payload {
         match self {
             Self::Chat(c) => adapter.chat(c, &t.upstream_model, &t.provider),
             Self::Embeddings(e) => adapter.embeddings(e, &t.upstream_model, &t.provider),
+            Self::Completions(c) => {
+                providers::openai::completions(c, &t.upstream_model, &t.provider)
+            }
         }
     }
 }

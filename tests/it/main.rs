@@ -20,6 +20,7 @@ mod budget;
 mod cache;
 mod chat;
 mod cohere;
+mod completions;
 mod config;
 mod errors;
 mod forwarding;
