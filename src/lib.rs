@@ -19,6 +19,7 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod eventstream;
 pub mod health;

@@ -5,6 +5,7 @@
 //! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
 //! the public contract of the config file: add fields, never rename them.
 
+pub mod egress;
 mod secret;
 pub mod spend;
 pub mod validate;
@@ -35,6 +36,7 @@ const ENV_SECTIONS: &[&str] = &[
     "cache",
     "spend",
     "state",
+    "egress",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +61,9 @@ pub struct Config {
     pub spend: spend::SpendConfig,
     #[serde(default)]
     pub state: spend::StateConfig,
+    /// How upstreams are reached: proxy, CAs, client certificate, TLS version.
+    #[serde(default)]
+    pub egress: egress::EgressConfig,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -315,6 +320,9 @@ pub struct ProviderConfig {
     pub secret_access_key_file: Option<String>,
     pub session_token_env: Option<String>,
     pub session_token_file: Option<String>,
+    /// This provider's own connection pool, HTTP/2, proxy and mTLS settings.
+    #[serde(default)]
+    pub connection: Option<egress::ConnectionConfig>,
 }
 
 impl ProviderConfig {

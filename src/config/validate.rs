@@ -39,6 +39,8 @@ pub struct Runtime {
     pub spend: super::spend::Policy,
     /// Problems that do not stop the gateway (printed by `check`, logged by `serve`).
     pub warnings: Vec<String>,
+    /// How upstreams are reached: proxy, CAs, client certificates, pools (`egress.rs`).
+    pub egress: Arc<crate::egress::Settings>,
 }
 
 /// `[routing]`, validated.
@@ -331,6 +333,7 @@ impl Runtime {
     ) -> Result<Self, Vec<String>> {
         let mut errs = Vec::new();
         let server = server_settings(config, &mut errs);
+        let egress = crate::egress::settings(&config.egress, &config.providers, env, &mut errs);
 
         let mut providers = Vec::new();
         let mut provider_index = HashMap::new();
@@ -678,6 +681,7 @@ impl Runtime {
             loaded_at,
             spend,
             warnings,
+            egress: Arc::new(egress.ok_or_else(|| vec!["egress: invalid".to_string()])?),
         })
     }
 }

@@ -75,7 +75,7 @@ pub fn send(
     let key = provider.pick_key(|i| state.health.key(&provider.pool, i).cooling_for().is_none());
     let prepared = (provider.kind != ProviderKind::Mock)
         .then(|| build(provider, &req, client_headers, request_id, key.map(|k| k.1)));
-    let client = state.client.clone();
+    let client = state.client_for(&provider.name);
     let provider = provider.clone();
     let fut = async move {
         let sent_at = Instant::now();
