@@ -12,13 +12,15 @@
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
 //! - `state`: what requests share (config snapshot, HTTP client, metrics, tasks).
 //! - `error`, `body`, `sse`, `eventstream`, `metrics`: the shared pieces.
-//! - `cli`: the `gateway` subcommands.
+//! - `egress`: how providers are reached (proxy, CAs, client certificates, pools).
+//! - `cli`: the `gateway` subcommands; `doctor` checks the way out to every provider.
 
 pub mod api;
 pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod egress;
 pub mod error;
 pub mod eventstream;

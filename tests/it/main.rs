@@ -22,6 +22,7 @@ mod chat;
 mod cohere;
 mod completions;
 mod config;
+mod doctor;
 mod egress;
 mod errors;
 mod forwarding;
