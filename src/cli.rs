@@ -1,4 +1,4 @@
-//! The `gateway` subcommands: `serve`, `check`, `budget`, `scan`, `hash-key`, `gen-key`,
+//! The `gateway` subcommands: `serve`, `check`, `doctor`, `budget`, `scan`, `hash-key`, `gen-key`,
 //! `mock-server`.
 //! Output meant for the operator goes to stdout; logs go to stderr.
 
@@ -40,6 +40,13 @@ pub enum Command {
     },
     /// Validate the config and print a summary; exit 1 listing every problem.
     Check {
+        /// Config file [default: ./gateway.toml]
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check every provider: name resolution, connection (through the egress proxy), TLS and
+    /// the key; prints a table with advice and exits 1 if any provider fails.
+    Doctor {
         /// Config file [default: ./gateway.toml]
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
@@ -180,6 +187,25 @@ pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// `gateway doctor`: the config validated as `serve` would, then every provider checked.
+pub fn doctor(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
+    let rt = match load_runtime(path) {
+        Ok(rt) => rt,
+        Err(problems) => {
+            writeln!(out, "{}: {} problem(s)", path.display(), problems.len())?;
+            for p in problems {
+                writeln!(out, "  - {p}")?;
+            }
+            return Ok(false);
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(crate::doctor::run(&rt, out))
 }
 
 /// `sha256:<hex>` of a key, as the config stores it.

@@ -13,7 +13,8 @@
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
 //! - `state`: what requests share (config snapshot, HTTP client, metrics, tasks).
 //! - `error`, `body`, `sse`, `eventstream`, `metrics`: the shared pieces.
-//! - `cli`: the `gateway` subcommands.
+//! - `egress`: how providers are reached (proxy, CAs, client certificates, pools).
+//! - `cli`: the `gateway` subcommands; `doctor` checks the way out to every provider.
 
 pub mod api;
 pub mod body;
@@ -21,6 +22,8 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod dlp;
+pub mod doctor;
+pub mod egress;
 pub mod error;
 pub mod eventstream;
 pub mod health;

@@ -59,6 +59,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { config } => {
+            let ok = cli::doctor(&config::resolve_path(config), &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Budget { config } => {
             let ok = cli::budget(&config::resolve_path(config), &mut out)?;
             Ok(if ok {

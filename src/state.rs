@@ -1,31 +1,27 @@
 //! `AppState`: what every request shares. The validated config sits behind an `ArcSwap` so a
 //! request takes one snapshot and never sees a mix; the HTTP client, metrics and the task
-//! tracker (for draining on shutdown) live beside it and survive config swaps.
+//! tracker (for draining on shutdown) live beside it and survive config swaps; the upstream
+//! clients are swapped only when the egress settings change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::Cache;
 use crate::config::Runtime;
+use crate::egress::Clients;
 use crate::health::Registry;
 use crate::metrics::Metrics;
 use crate::pipeline::retry::RetryBudget;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub use crate::egress::HttpClient;
 
 pub struct AppState {
     runtime: ArcSwap<Runtime>,
-    pub client: HttpClient,
+    /// Upstream clients, rebuilt only when the egress settings change.
+    clients: ArcSwap<Clients>,
     pub metrics: Metrics,
     pub health: Registry,
     pub retry_budget: RetryBudget,
@@ -42,8 +38,8 @@ impl AppState {
         let ledger = crate::pipeline::budget::open_ledger(&runtime)?;
         Ok(Arc::new(Self {
             ledger,
+            clients: ArcSwap::from_pointee(Clients::new(&runtime.egress)),
             runtime: ArcSwap::from_pointee(runtime),
-            client: http_client()?,
             metrics: Metrics::new().map_err(|e| format!("metrics: {e}"))?,
             health: Registry::default(),
             retry_budget: RetryBudget::default(),
@@ -58,9 +54,18 @@ impl AppState {
         self.runtime.load_full()
     }
 
-    /// Installs a new config snapshot; requests in flight keep theirs, spend is untouched.
+    /// Installs a new config snapshot; requests in flight keep theirs, spend is untouched, and
+    /// pooled connections survive unless the egress settings changed.
     pub fn set_runtime(&self, runtime: Runtime) {
+        if !self.clients.load().built_from(&runtime.egress) {
+            self.clients.store(Arc::new(Clients::new(&runtime.egress)));
+        }
         self.runtime.store(Arc::new(runtime));
+    }
+
+    /// The pooled client for requests to `provider` (its own if it has connection settings).
+    pub fn client_for(&self, provider: &str) -> HttpClient {
+        self.clients.load().get(provider).clone()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -70,28 +75,4 @@ impl AppState {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
-}
-
-/// One pooled client for every provider: rustls with the ring provider and the webpki roots,
-/// HTTP/1.1 and HTTP/2 by ALPN.
-// ring is the provider the design picked (pure Rust + asm, no cmake/C toolchain as aws-lc-rs
-// needs); rustls deprecated its constructor only for lacking post-quantum key exchange.
-#[allow(deprecated)]
-fn http_client() -> Result<HttpClient, String> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(512)
-        .build(https))
 }

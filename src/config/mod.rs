@@ -5,6 +5,7 @@
 //! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
 //! the public contract of the config file: add fields, never rename them.
 
+pub mod egress;
 pub mod keys;
 mod secret;
 pub mod spend;
@@ -36,6 +37,7 @@ const ENV_SECTIONS: &[&str] = &[
     "cache",
     "spend",
     "state",
+    "egress",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +65,9 @@ pub struct Config {
     /// Data protection policies by name; projects refer to one with `policy = "NAME"`.
     #[serde(default)]
     pub policies: BTreeMap<String, crate::dlp::policy::PolicyConfig>,
+    /// How upstreams are reached: proxy, CAs, client certificate, TLS version.
+    #[serde(default)]
+    pub egress: egress::EgressConfig,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -326,6 +331,9 @@ pub struct ProviderConfig {
     pub secret_access_key_file: Option<String>,
     pub session_token_env: Option<String>,
     pub session_token_file: Option<String>,
+    /// This provider's own connection pool, HTTP/2, proxy and mTLS settings.
+    #[serde(default)]
+    pub connection: Option<egress::ConnectionConfig>,
 }
 
 impl ProviderConfig {

@@ -42,6 +42,8 @@ pub struct Runtime {
     pub warnings: Vec<String>,
     /// Compiled `[policies.NAME]`.
     pub policies: std::collections::BTreeMap<String, Arc<crate::dlp::Policy>>,
+    /// How upstreams are reached: proxy, CAs, client certificates, pools (`egress.rs`).
+    pub egress: Arc<crate::egress::Settings>,
 }
 
 /// `[routing]`, validated.
@@ -326,6 +328,7 @@ impl Runtime {
     ) -> Result<Self, Vec<String>> {
         let mut errs = Vec::new();
         let server = server_settings(config, &mut errs);
+        let egress = crate::egress::settings(&config.egress, &config.providers, env, &mut errs);
 
         let mut providers = Vec::new();
         let mut provider_index = HashMap::new();
@@ -697,6 +700,7 @@ impl Runtime {
             spend,
             warnings,
             policies,
+            egress: Arc::new(egress.ok_or_else(|| vec!["egress: invalid".to_string()])?),
         })
     }
 }

@@ -82,7 +82,7 @@ pub fn send(
             key.as_ref().map(|k| &k.1),
         )
     });
-    let client = state.client.clone();
+    let client = state.client_for(&provider.name);
     let provider = provider.clone();
     let fut = async move {
         let sent_at = Instant::now();

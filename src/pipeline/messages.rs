@@ -121,7 +121,7 @@ pub(super) async fn error_response(resp: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, full(body))
 }
 
-async fn collect(body: Body) -> Result<Bytes, Error> {
+pub(super) async fn collect(body: Body) -> Result<Bytes, Error> {
     crate::body::read_limited(body, None, MAX_BODY)
         .await
         .map_err(|e| {
@@ -132,13 +132,33 @@ async fn collect(body: Body) -> Result<Bytes, Error> {
         })
 }
 
+/// A client API's event sequence, built from canonical chunk payloads one at a time
+/// (Anthropic's here, the Responses API's in `responses.rs`).
+pub(super) trait Translate: Send + Unpin + 'static {
+    fn on_data(&mut self, data: &str, out: &mut BytesMut);
+    fn on_end(&mut self, out: &mut BytesMut);
+}
+
+impl Translate for EventStream {
+    fn on_data(&mut self, data: &str, out: &mut BytesMut) {
+        EventStream::on_data(self, data, out);
+    }
+    fn on_end(&mut self, out: &mut BytesMut) {
+        EventStream::on_end(self, out);
+    }
+}
+
 /// A whole canonical SSE body as Anthropic events.
 fn translate_all(sse_bytes: &[u8]) -> Bytes {
+    translate_all_with(sse_bytes, EventStream::new())
+}
+
+/// A whole canonical SSE body as a client API's events.
+pub(super) fn translate_all_with<S: Translate>(sse_bytes: &[u8], mut state: S) -> Bytes {
     let mut events = Vec::new();
     let mut parser = sse::Parser::default();
     parser.push(sse_bytes, &mut events);
     parser.finish(&mut events);
-    let mut state = EventStream::new();
     let mut out = BytesMut::new();
     for ev in events {
         if let Event::Message { data, .. } = ev {
@@ -151,24 +171,29 @@ fn translate_all(sse_bytes: &[u8]) -> Bytes {
 
 /// The relayed canonical stream as Anthropic's event sequence, chunk by chunk.
 pub(super) fn event_stream(inner: Body) -> Body {
+    translated(inner, EventStream::new())
+}
+
+/// The relayed canonical stream as a client API's event sequence, chunk by chunk.
+pub(super) fn translated<S: Translate>(inner: Body, state: S) -> Body {
     Body::new(Events {
         inner,
         parser: sse::Parser::default(),
         events: Vec::new(),
-        state: EventStream::new(),
+        state,
         done: false,
     })
 }
 
-struct Events {
+struct Events<S> {
     inner: Body,
     parser: sse::Parser,
     events: Vec<Event>,
-    state: EventStream,
+    state: S,
     done: bool,
 }
 
-impl Events {
+impl<S: Translate> Events<S> {
     fn drain(&mut self, out: &mut BytesMut) {
         for ev in self.events.drain(..) {
             if let Event::Message { data, .. } = ev {
@@ -178,7 +203,7 @@ impl Events {
     }
 }
 
-impl http_body::Body for Events {
+impl<S: Translate> http_body::Body for Events<S> {
     type Data = Bytes;
     type Error = BoxError;
 

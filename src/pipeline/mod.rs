@@ -10,9 +10,11 @@
 
 pub mod auth;
 pub mod budget;
+pub mod completions;
 pub mod forward;
 pub mod messages;
 pub mod relay;
+pub mod responses;
 pub mod retry;
 pub mod route;
 
@@ -274,9 +276,11 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let api_path = path.strip_prefix("/v1").unwrap_or(&path);
     let endpoint = match api_path {
         "/chat/completions" => "chat",
+        "/completions" => "completions",
         "/embeddings" => "embeddings",
         "/messages" => "messages",
         "/messages/count_tokens" => "count_tokens",
+        "/responses" => "responses",
         p if p == "/models" || p.starts_with("/models/") => "models",
         _ => "other",
     };
@@ -286,6 +290,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         chat(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "messages" {
         messages::messages(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "completions" {
+        completions::completions(state.clone(), rt.clone(), req, &mut ctx).await
+    } else if method == Method::POST && endpoint == "responses" {
+        responses::responses(state.clone(), rt.clone(), req, &mut ctx).await
     } else if method == Method::POST && endpoint == "count_tokens" {
         messages::count_tokens(&state, &rt, req, &mut ctx)
             .await
@@ -331,10 +339,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
                 relay::Relay::new(upstream.body, ctx, wants_usage, translate, framing, idle)
                     .with_dlp(dlp),
             );
-            let mut resp = Response::new(if endpoint == "messages" {
-                messages::event_stream(body)
-            } else {
-                body
+            let mut resp = Response::new(match endpoint {
+                "messages" => messages::event_stream(body),
+                "responses" => responses::event_stream(body),
+                _ => body,
             });
             let h = resp.headers_mut();
             h.insert(
@@ -594,6 +602,7 @@ fn plan(
 pub enum Payload {
     Chat(ChatRequest),
     Embeddings(EmbeddingsRequest),
+    Completions(completions::CompletionsRequest),
 }
 
 impl Payload {
@@ -602,6 +611,9 @@ impl Payload {
         match self {
             Self::Chat(c) => adapter.chat(c, &t.upstream_model, &t.provider),
             Self::Embeddings(e) => adapter.embeddings(e, &t.upstream_model, &t.provider),
+            Self::Completions(c) => {
+                providers::openai::completions(c, &t.upstream_model, &t.provider)
+            }
         }
     }
 }

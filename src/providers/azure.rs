@@ -43,7 +43,7 @@ impl Adapter for Azure {
 
 /// `/deployments/{deployment}/{endpoint}?api-version=...`; the deployment name goes into the
 /// path, so only URL-safe names are accepted.
-fn path(deployment: &str, endpoint: &str, provider: &Provider) -> Result<String, Error> {
+pub(super) fn path(deployment: &str, endpoint: &str, provider: &Provider) -> Result<String, Error> {
     let safe = |s: &str| {
         !s.is_empty()
             && s.bytes()

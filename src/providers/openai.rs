@@ -60,6 +60,45 @@ impl Adapter for OpenAi {
     }
 }
 
+/// A legacy text completion (`/completions`) for an OpenAI-format upstream: the client's body
+/// with the deployment's model, and usage asked for on streams as for chat. Only `openai` and
+/// `azure` providers serve it (the plan keeps no other), so other kinds get a 400.
+pub fn completions(
+    req: &mut crate::pipeline::completions::CompletionsRequest,
+    upstream_model: &str,
+    provider: &Provider,
+) -> Result<UpstreamRequest, Error> {
+    let path = match provider.kind {
+        crate::config::ProviderKind::Openai => "/completions".to_string(),
+        crate::config::ProviderKind::Azure => {
+            super::azure::path(upstream_model, "completions", provider)?
+        }
+        other => {
+            return Err(Error::invalid(
+                format!(
+                    "provider '{}' (kind \"{}\") has no legacy completions endpoint",
+                    provider.name,
+                    other.as_str()
+                ),
+                Some("model"),
+            ))
+        }
+    };
+    let stream = req.stream == Some(true);
+    let mut sent = req.clone();
+    upstream_model.clone_into(&mut sent.model);
+    if stream && provider.stream_include_usage {
+        sent.stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(true);
+    }
+    Ok(UpstreamRequest {
+        path,
+        body: to_bytes(&sent)?,
+        stream,
+    })
+}
+
 fn to_bytes<T: serde::Serialize>(v: &T) -> Result<Bytes, Error> {
     serde_json::to_vec(v)
         .map(Bytes::from)
