@@ -1,4 +1,5 @@
-//! The `gateway` subcommands: `serve`, `check`, `budget`, `hash-key`, `gen-key`, `mock-server`.
+//! The `gateway` subcommands: `serve`, `check`, `budget`, `hash-key`, `gen-key`, `audit`,
+//! `mock-server`.
 //! Output meant for the operator goes to stdout; logs go to stderr.
 
 use std::io::{Read, Write};
@@ -57,6 +58,11 @@ pub enum Command {
     },
     /// Mint a new random virtual key; prints the key, then its hash.
     GenKey,
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Serve the built-in mock provider as an OpenAI-shaped HTTP upstream (for demos, CI and
     /// benchmarks).
     MockServer {
@@ -74,10 +80,32 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the HMAC hash chain of the audit files; exit 1 if a record was edited, deleted
+    /// or inserted.
+    Verify {
+        /// Config file whose `[audit]` names the directory and the key variable.
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Audit directory (overrides the config's `audit.dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Environment variable holding the chain key (overrides `audit.hmac_key_env`).
+        #[arg(long)]
+        key_env: Option<String>,
+    },
+}
+
 /// Loads and validates a config file against the process environment.
 pub fn load_runtime(path: &Path) -> Result<Runtime, Vec<String>> {
     let cfg = config::load(path)?;
-    Runtime::build(&cfg, &|name| std::env::var(name).ok())
+    let mut rt = Runtime::build(&cfg, &|name| std::env::var(name).ok())?;
+    rt.ops.config_hash = config::effective(path)
+        .map(|tree| config::hash_of(&tree))
+        .unwrap_or_default()
+        .into();
+    Ok(rt)
 }
 
 pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
@@ -191,4 +219,59 @@ pub fn budget(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
         }
     };
     crate::pipeline::budget::print_report(&rt, out)
+}
+
+/// `gateway audit verify`: walks the hash chain of every audit file.
+pub fn audit_verify(
+    config_path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    key_env: Option<String>,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let cfg = match (&dir, &key_env) {
+        (Some(_), Some(_)) => None,
+        _ => match config::load(&config::resolve_path(config_path)) {
+            Ok(c) => Some(c),
+            Err(problems) => {
+                writeln!(out, "config: {}", problems.join("; "))?;
+                return Ok(false);
+            }
+        },
+    };
+    let audit = cfg.map(|c| c.audit);
+    let Some(dir) = dir.or_else(|| audit.as_ref().and_then(|a| a.dir.clone())) else {
+        writeln!(out, "no audit directory: pass --dir or set audit.dir")?;
+        return Ok(false);
+    };
+    let Some(var) = key_env.or_else(|| audit.and_then(|a| a.hmac_key_env)) else {
+        writeln!(
+            out,
+            "no chain key: pass --key-env or set audit.hmac_key_env"
+        )?;
+        return Ok(false);
+    };
+    let Some(key) = std::env::var(&var).ok().map(|k| k.trim().to_string()) else {
+        writeln!(out, "environment variable {var:?} is not set")?;
+        return Ok(false);
+    };
+    let v = crate::audit::verify(&dir, key.as_bytes())?;
+    for n in &v.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    for p in &v.problems {
+        writeln!(out, "TAMPERED: {p}")?;
+    }
+    writeln!(
+        out,
+        "{}: {} record(s) in {} file(s), {}",
+        dir.display(),
+        v.records,
+        v.files,
+        if v.problems.is_empty() {
+            "chain intact".to_string()
+        } else {
+            format!("{} problem(s)", v.problems.len())
+        }
+    )?;
+    Ok(v.problems.is_empty())
 }

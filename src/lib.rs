@@ -12,9 +12,11 @@
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
 //! - `state`: what requests share (config snapshot, HTTP client, metrics, tasks).
 //! - `error`, `body`, `sse`, `eventstream`, `metrics`: the shared pieces.
+//! - `audit`: the metadata-only audit log (sinks, hash chain, verification).
 //! - `cli`: the `gateway` subcommands.
 
 pub mod api;
+pub mod audit;
 pub mod body;
 pub mod cache;
 pub mod cli;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use gateway::cli::{self, Cli, Command, LogFormat};
+use gateway::cli::{self, AuditCommand, Cli, Command, LogFormat};
 use gateway::config;
 use tracing_subscriber::EnvFilter;
 
@@ -61,6 +61,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Budget { config } => {
             let ok = cli::budget(&config::resolve_path(config), &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    dir,
+                    key_env,
+                },
+        } => {
+            let ok = cli::audit_verify(config, dir, key_env, &mut out)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

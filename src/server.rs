@@ -36,6 +36,7 @@ pub async fn serve(
     let api_loop = accept_loop(api, state.clone(), api_stopped, Role::Api);
     let admin_loop = accept_loop(admin, state.clone(), admin_stopped, Role::Admin);
     let spend_background = crate::pipeline::budget::start_background(&state);
+    state.audit.start(&state.tasks);
     state.set_ready(true);
     tracing::info!("gateway ready");
     // The admin listener outlives the API drain, so `/readyz` can say "not ready" meanwhile.
@@ -52,6 +53,8 @@ pub async fn serve(
     };
     let (api_res, admin_res, ()) = tokio::join!(api_then_admin, admin_loop, stopper);
     spend_background.stop();
+    // Every request has finished (or was cut off): what the audit queue holds is complete.
+    state.audit.close();
     api_res.and(admin_res)
 }
 
@@ -76,7 +79,7 @@ async fn accept_loop(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -94,7 +97,7 @@ async fn accept_loop(
             let state = svc_state.clone();
             async move {
                 Ok::<_, Infallible>(match role {
-                    Role::Api => pipeline::handle(state, req).await,
+                    Role::Api => pipeline::handle(state, req, Some(peer)).await,
                     Role::Admin => admin(&state, &req),
                 })
             }

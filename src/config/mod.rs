@@ -5,6 +5,7 @@
 //! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
 //! the public contract of the config file: add fields, never rename them.
 
+pub mod ops;
 mod secret;
 pub mod spend;
 pub mod validate;
@@ -35,6 +36,7 @@ const ENV_SECTIONS: &[&str] = &[
     "cache",
     "spend",
     "state",
+    "audit",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +61,8 @@ pub struct Config {
     pub spend: spend::SpendConfig,
     #[serde(default)]
     pub state: spend::StateConfig,
+    #[serde(default)]
+    pub audit: ops::AuditConfig,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -495,6 +499,11 @@ fn all_models() -> Vec<String> {
 /// Reads the file and the environment overrides into a `Config`. Every problem is returned, each
 /// prefixed by its TOML path.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    figment(path)?.extract::<Config>().map_err(figment_errors)
+}
+
+/// The file merged with the environment overrides, as the loader sees it.
+fn figment(path: &Path) -> Result<Figment, Vec<String>> {
     if !path.exists() {
         return Err(vec![format!("config file {} not found", path.display())]);
     }
@@ -502,27 +511,41 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
         let first = key.as_str().split('.').next().unwrap_or_default();
         ENV_SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
     });
-    Figment::new()
-        .merge(Toml::file_exact(path))
-        .merge(env)
-        .extract::<Config>()
-        .map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| {
-                    let path = e.path.join(".");
-                    let mut kind = e.kind.to_string();
-                    if let Some(meta) = &e.metadata {
-                        kind = format!("{kind} (from {})", meta.name);
-                    }
-                    if path.is_empty() {
-                        kind
-                    } else {
-                        format!("{path}: {kind}")
-                    }
-                })
-                .collect()
+    Ok(Figment::new().merge(Toml::file_exact(path)).merge(env))
+}
+
+/// The effective config (file plus overrides) as a JSON tree, for hashing and diffing. Holds
+/// no secret values: the config only names where secrets are.
+pub fn effective(path: &Path) -> Result<serde_json::Value, Vec<String>> {
+    figment(path)?
+        .extract::<serde_json::Value>()
+        .map_err(figment_errors)
+}
+
+/// A short hash of an effective config: the same settings give the same hash whatever the
+/// file's formatting, comments or key order (the tree's maps are sorted).
+pub fn hash_of(tree: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(tree.to_string().as_bytes());
+    validate::hex(&digest[..8])
+}
+
+fn figment_errors(errors: figment::Error) -> Vec<String> {
+    errors
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let mut kind = e.kind.to_string();
+            if let Some(meta) = &e.metadata {
+                kind = format!("{kind} (from {})", meta.name);
+            }
+            if path.is_empty() {
+                kind
+            } else {
+                format!("{path}: {kind}")
+            }
         })
+        .collect()
 }
 
 /// The config path: `--config`, else `GATEWAY_CONFIG`, else `./gateway.toml` (clap fills the

@@ -39,6 +39,8 @@ pub struct Runtime {
     pub spend: super::spend::Policy,
     /// Problems that do not stop the gateway (printed by `check`, logged by `serve`).
     pub warnings: Vec<String>,
+    /// Audit sinks and the config hash (`config/ops.rs`).
+    pub ops: super::ops::Ops,
 }
 
 /// `[routing]`, validated.
@@ -652,6 +654,7 @@ impl Runtime {
             &mut warnings,
         );
         let routing = routing_settings(&config.routing, &mut errs);
+        let ops = super::ops::build(config, env, &mut errs);
         if config.cache.max_bytes == 0 || config.cache.ttl_secs == 0 {
             errs.push("cache: max_bytes and ttl_secs must be greater than 0".into());
         }
@@ -678,6 +681,7 @@ impl Runtime {
             loaded_at,
             spend,
             warnings,
+            ops,
         })
     }
 }

@@ -12,6 +12,7 @@ mod support;
 
 mod admin;
 mod anthropic;
+mod audit;
 mod auth;
 mod azure;
 mod bedrock;

@@ -76,7 +76,9 @@ pub fn runtime_from(toml: &str, env: &[(&str, &str)]) -> Result<Runtime, Vec<Str
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Runtime::build(&cfg, &|name| env.get(name).cloned())
+    let mut rt = Runtime::build(&cfg, &|name| env.get(name).cloned())?;
+    rt.ops.config_hash = config::hash_of(&config::effective(&path)?).into();
+    Ok(rt)
 }
 
 /// A gateway in front of `up` with `config_for(up, extra)` and the upstream key set.
