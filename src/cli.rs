@@ -43,6 +43,10 @@ pub enum Command {
         /// Config file [default: ./gateway.toml]
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
+        /// Print what changing OLD into NEW does (models, keys, limits, policies) and
+        /// validate NEW; exit 1 if NEW is invalid.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "config")]
+        diff: Option<Vec<PathBuf>>,
     },
     /// Print each project's (and key's) spend, limit, remaining and reset time from the state
     /// directory; safe while the server runs.
@@ -101,10 +105,10 @@ pub enum AuditCommand {
 pub fn load_runtime(path: &Path) -> Result<Runtime, Vec<String>> {
     let cfg = config::load(path)?;
     let mut rt = Runtime::build(&cfg, &|name| std::env::var(name).ok())?;
-    rt.ops.config_hash = config::effective(path)
-        .map(|tree| config::hash_of(&tree))
-        .unwrap_or_default()
-        .into();
+    if let Ok(tree) = config::effective(path) {
+        rt.ops.config_hash = config::hash_of(&tree).into();
+        rt.ops.tree = Some(Arc::new(tree));
+    }
     Ok(rt)
 }
 
@@ -137,6 +141,7 @@ pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
                 "  listen:    {} (admin {})",
                 rt.server.listen, rt.server.admin_listen
             )?;
+            writeln!(out, "  hash:      {}", rt.ops.config_hash)?;
             for w in &rt.warnings {
                 writeln!(out, "  warning: {w}")?;
             }
@@ -144,6 +149,49 @@ pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
         }
         Err(problems) => {
             writeln!(out, "{}: {} problem(s)", path.display(), problems.len())?;
+            for p in problems {
+                writeln!(out, "  - {p}")?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// `gateway check --diff OLD NEW`.
+pub fn check_diff(old: &Path, new: &Path, out: &mut impl Write) -> std::io::Result<bool> {
+    let tree = |p: &Path| config::effective(p).map_err(|e| e.join("; "));
+    let (a, b) = match (tree(old), tree(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            writeln!(out, "cannot read: {e}")?;
+            return Ok(false);
+        }
+    };
+    writeln!(
+        out,
+        "{} ({}) -> {} ({})",
+        old.display(),
+        config::hash_of(&a),
+        new.display(),
+        config::hash_of(&b)
+    )?;
+    let changes = config::diff::diff(&a, &b);
+    if changes.is_empty() {
+        writeln!(out, "  no changes")?;
+    }
+    for c in &changes {
+        writeln!(out, "  {c}")?;
+    }
+    match load_runtime(new) {
+        Ok(rt) => {
+            writeln!(out, "{}: valid", new.display())?;
+            for w in &rt.warnings {
+                writeln!(out, "  warning: {w}")?;
+            }
+            Ok(true)
+        }
+        Err(problems) => {
+            writeln!(out, "{}: {} problem(s)", new.display(), problems.len())?;
             for p in problems {
                 writeln!(out, "  - {p}")?;
             }

@@ -36,7 +36,17 @@ fn init_logging(format: LogFormat) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Check { config } => {
+        Command::Check {
+            diff: Some(files), ..
+        } => {
+            let ok = cli::check_diff(&files[0], &files[1], &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check { config, .. } => {
             let ok = cli::check(&config::resolve_path(config), &mut out)?;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -125,6 +135,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
     let (listen, admin_listen) = (rt.server.listen, rt.server.admin_listen);
     let state = gateway::AppState::new(rt).map_err(anyhow::Error::msg)?;
+    let _ = state.config_path.set(path.to_path_buf());
     runtime()?.block_on(async move {
         let api = tokio::net::TcpListener::bind(listen)
             .await

@@ -37,6 +37,7 @@ pub async fn serve(
     let admin_loop = accept_loop(admin, state.clone(), admin_stopped, Role::Admin);
     let spend_background = crate::pipeline::budget::start_background(&state);
     state.audit.start(&state.tasks);
+    let reloader = crate::reload::start(&state);
     state.set_ready(true);
     tracing::info!("gateway ready");
     // The admin listener outlives the API drain, so `/readyz` can say "not ready" meanwhile.
@@ -53,6 +54,7 @@ pub async fn serve(
     };
     let (api_res, admin_res, ()) = tokio::join!(api_then_admin, admin_loop, stopper);
     spend_background.stop();
+    reloader.stop();
     // Every request has finished (or was cut off): what the audit queue holds is complete.
     state.audit.close();
     api_res.and(admin_res)
@@ -98,6 +100,9 @@ async fn accept_loop(
             async move {
                 Ok::<_, Infallible>(match role {
                     Role::Api => pipeline::handle(state, req, Some(peer)).await,
+                    Role::Admin if crate::admin::handles(req.uri().path()) => {
+                        crate::admin::handle(state, req).await
+                    }
                     Role::Admin => admin(&state, &req),
                 })
             }

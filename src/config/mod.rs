@@ -5,6 +5,7 @@
 //! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
 //! the public contract of the config file: add fields, never rename them.
 
+pub mod diff;
 pub mod ops;
 mod secret;
 pub mod spend;
@@ -168,6 +169,8 @@ pub struct ServerConfig {
     pub cors: CorsConfig,
     /// Environment variable holding the bearer token for `/admin/usage`.
     pub admin_token_env: Option<String>,
+    /// Reload the config when its file changes (SIGHUP and `POST /admin/reload` always work).
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -181,6 +184,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             cors: CorsConfig::default(),
             admin_token_env: None,
+            watch_config: true,
         }
     }
 }

@@ -102,6 +102,10 @@ pub struct Ops {
     /// Short hash of the effective config (file plus environment overrides); set by the
     /// loader, empty for a config built from a `Config` value alone.
     pub config_hash: Arc<str>,
+    /// The effective config tree the hash was taken of, for describing reloads.
+    pub tree: Option<Arc<serde_json::Value>>,
+    /// `server.watch_config`: reload when the file changes.
+    pub watch_config: bool,
 }
 
 pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>, errs: &mut Vec<String>) -> Ops {
@@ -139,5 +143,7 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>, errs: &mut V
             hmac_key,
         },
         config_hash: Arc::from(""),
+        tree: None,
+        watch_config: config.server.watch_config,
     }
 }

@@ -28,5 +28,6 @@ mod gemini;
 mod messages;
 mod mock_provider;
 mod presets;
+mod reload;
 mod routing;
 mod streaming;
