@@ -15,7 +15,7 @@ use crate::state::AppState;
 
 /// Whether `path` is served here rather than by the basic admin handler.
 pub fn handles(path: &str) -> bool {
-    matches!(path, "/admin/reload")
+    matches!(path, "/admin/reload" | "/admin/report")
 }
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
@@ -26,8 +26,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     }
     match (path.as_str(), method) {
         ("/admin/reload", Method::POST) => reload(&state),
-        (_, m) => {
-            let allow = "POST";
+        ("/admin/report", Method::GET) => report(&state, req.uri().query()).await,
+        (p, m) => {
+            let allow = if p == "/admin/reload" { "POST" } else { "GET" };
             let mut resp = crate::error::Error::MethodNotAllowed {
                 method: m.to_string(),
                 path,
@@ -68,6 +69,64 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response<B
             ),
         ))
     }
+}
+
+/// `GET /admin/report?since=&until=&by=&project=`: the `gateway report` data as JSON, plus the
+/// deployments' health now (for the dashboard).
+async fn report(state: &Arc<AppState>, query: Option<&str>) -> Response<Body> {
+    let q = match crate::report::Query::from_params(query) {
+        Ok(q) => q,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &error_body(&e, "invalid_query")),
+    };
+    let rt = state.runtime();
+    let Some(dir) = rt.ops.audit.dir.clone() else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &error_body(
+                "reports read the audit files: set audit.dir",
+                "audit_not_configured",
+            ),
+        );
+    };
+    // Reading the files is blocking work: off the async workers, on a tracked thread.
+    let built = state
+        .tasks
+        .spawn_blocking(move || crate::report::build(&dir, &q))
+        .await;
+    let report = match built {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => crate::report::build_empty(),
+        Ok(Err(e)) => {
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_body(&format!("reading the audit files: {e}"), "audit_unreadable"),
+            )
+        }
+        Err(_) => {
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_body("the report task failed", "internal_error"),
+            )
+        }
+    };
+    let deployments: Vec<Value> = rt
+        .models
+        .iter()
+        .flat_map(|m| m.deployments.iter().map(move |d| (m, d)))
+        .map(|(m, d)| {
+            let h = state.health.get(&d.id);
+            json!({
+                "model": m.name,
+                "deployment": d.id,
+                "cooling": h.is_cooling(),
+                "inflight": h.inflight(),
+            })
+        })
+        .collect();
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    body["deployments"] = json!(deployments);
+    body["config_hash"] = json!(rt.ops.config_hash.as_ref());
+    json_response(StatusCode::OK, &body)
 }
 
 fn reload(state: &AppState) -> Response<Body> {

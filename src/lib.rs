@@ -11,6 +11,7 @@
 //! - `providers`: wire-format adapters (translation only) and the built-in `mock`.
 //! - `api`: the OpenAI wire types clients send.
 //! - `config`: `gateway.toml` structs and their validation into a `Runtime`.
+//! - `report`: aggregates over the audit files (`gateway report`, `/admin/report`).
 //! - `reload`: config file watching, SIGHUP and `POST /admin/reload`.
 //! - `state`: what requests share (config snapshot, HTTP client, metrics, tasks).
 //! - `error`, `body`, `sse`, `eventstream`, `metrics`: the shared pieces.
@@ -33,6 +34,7 @@ pub mod pipeline;
 pub mod pricing;
 pub mod providers;
 pub mod reload;
+pub mod report;
 pub mod server;
 pub mod sse;
 pub mod state;

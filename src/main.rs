@@ -77,6 +77,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Report {
+            config,
+            dir,
+            since,
+            until,
+            by,
+            project,
+            format,
+        } => {
+            let args = cli::ReportArgs {
+                config,
+                dir,
+                since,
+                until,
+                by,
+                project,
+                format,
+            };
+            let ok = cli::report(args, &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -29,5 +29,6 @@ mod messages;
 mod mock_provider;
 mod presets;
 mod reload;
+mod report;
 mod routing;
 mod streaming;
