@@ -91,6 +91,7 @@ impl AuditSettings {
             || self.max_file_bytes != other.max_file_bytes
             || self.retention_days != other.retention_days
             || self.queue != other.queue
+            || self.on_full != other.on_full
             || self.hmac_key != other.hmac_key
     }
 }
