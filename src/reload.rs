@@ -56,7 +56,8 @@ pub fn reload(state: &AppState, trigger: &'static str) -> Result<Reloaded, Vec<S
     let old = state.runtime();
     counter.with_label_values(&["ok"]).inc();
     let hash = new.ops.config_hash.to_string();
-    if *old.ops.config_hash == *hash {
+    // Certificate files can change under an unchanged config: with TLS on, always swap.
+    if *old.ops.config_hash == *hash && new.ops.tls.is_none() {
         tracing::debug!(trigger, hash, "config unchanged");
         return Ok(Reloaded {
             hash,

@@ -1,6 +1,7 @@
 //! The listeners: `serve` takes already-bound listeners (so tests bind `127.0.0.1:0`) and runs
 //! the client API and the admin endpoints until `shutdown` resolves, then stops accepting and
-//! lets in-flight requests finish for up to the grace period. HTTP/1.1 and h2c on both.
+//! lets in-flight requests finish for up to the grace period. HTTP/1.1 and h2c on both, or
+//! HTTP/1.1 and HTTP/2 over TLS (rustls) on the API listener when `[server.tls]` is set.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -60,6 +61,9 @@ pub async fn serve(
     api_res.and(admin_res)
 }
 
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Copy)]
 enum Role {
     Api,
@@ -107,6 +111,37 @@ async fn accept_loop(
                 })
             }
         });
+        // The TLS setup comes from the current snapshot, so a reload renews the certificate.
+        let tls = match role {
+            Role::Api => state.runtime().ops.tls.clone(),
+            Role::Admin => None,
+        };
+        if let Some(tls) = tls {
+            // The handshake runs on the connection's task: a slow client never holds up
+            // the accept loop.
+            let (builder, watcher, cut) = (builder.clone(), graceful.watcher(), cut_off.clone());
+            state.tasks.spawn(async move {
+                let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                let stream = tokio::select! {
+                    r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept) => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                    () = cut.cancelled() => return,
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = watcher.watch(conn.into_owned());
+                tokio::select! {
+                    _ = conn => {}
+                    () = cut.cancelled() => {}
+                }
+            });
+            continue;
+        }
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         let cut = cut_off.clone();

@@ -171,6 +171,8 @@ pub struct ServerConfig {
     pub admin_token_env: Option<String>,
     /// Reload the config when its file changes (SIGHUP and `POST /admin/reload` always work).
     pub watch_config: bool,
+    /// Serve the client API over TLS (rustls) with these PEM files.
+    pub tls: Option<ops::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +187,7 @@ impl Default for ServerConfig {
             cors: CorsConfig::default(),
             admin_token_env: None,
             watch_config: true,
+            tls: None,
         }
     }
 }

@@ -96,6 +96,14 @@ impl AuditSettings {
     }
 }
 
+/// `[server.tls]`: serve the client API over TLS with this certificate chain and key (PEM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
 /// Settings for running the gateway that are not about requests' routing or spend.
 #[derive(Debug, Clone)]
 pub struct Ops {
@@ -107,6 +115,8 @@ pub struct Ops {
     pub tree: Option<Arc<serde_json::Value>>,
     /// `server.watch_config`: reload when the file changes.
     pub watch_config: bool,
+    /// The client listener's TLS setup, read from the files at every (re)load.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>, errs: &mut Vec<String>) -> Ops {
@@ -146,5 +156,54 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>, errs: &mut V
         config_hash: Arc::from(""),
         tree: None,
         watch_config: config.server.watch_config,
+        tls: config.server.tls.as_ref().and_then(|t| tls(t, errs)),
     }
+}
+
+// ring is the crypto provider of the whole binary (see `state.rs`); rustls deprecated its
+// constructor only for lacking post-quantum key exchange.
+#[allow(deprecated)]
+fn tls(t: &TlsConfig, errs: &mut Vec<String>) -> Option<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &PathBuf, field: &str, errs: &mut Vec<String>| {
+        std::fs::read(path)
+            .map_err(|e| errs.push(format!("server.tls.{field}: {}: {e}", path.display())))
+            .ok()
+    };
+    let cert_pem = read(&t.cert_file, "cert_file", errs);
+    let key_pem = read(&t.key_file, "key_file", errs);
+    let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            errs.push(format!(
+                "server.tls.cert_file: not a PEM certificate chain: {e}"
+            ))
+        })
+        .ok()?;
+    if certs.is_empty() {
+        errs.push("server.tls.cert_file: no certificate in the file".into());
+        return None;
+    }
+    // The error never contains key material, only what kind of problem it was.
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| errs.push(format!("server.tls.key_file: not a PEM private key: {e}")))
+        .ok()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| errs.push(format!("server.tls: {e}")))
+        .ok()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            errs.push(format!(
+                "server.tls: the key does not fit the certificate: {e}"
+            ))
+        })
+        .ok()?;
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Some(Arc::new(config))
 }

@@ -32,3 +32,4 @@ mod reload;
 mod report;
 mod routing;
 mod streaming;
+mod tls;
