@@ -15,12 +15,21 @@ use crate::state::AppState;
 
 /// Whether `path` is served here rather than by the basic admin handler.
 pub fn handles(path: &str) -> bool {
-    matches!(path, "/admin/reload" | "/admin/report")
+    matches!(
+        path,
+        "/admin/reload" | "/admin/report" | "/admin/" | "/admin"
+    )
 }
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    // The page holds no data (its requests carry the token), so it is served to anyone who
+    // reaches the admin listener.
+    if matches!(path.as_str(), "/admin/" | "/admin") && matches!(method, Method::GET | Method::HEAD)
+    {
+        return dashboard();
+    }
     if let Err(denied) = authorize(&state, req.headers()) {
         return denied;
     }
@@ -149,6 +158,53 @@ fn reload(state: &AppState) -> Response<Body> {
             json_response(StatusCode::UNPROCESSABLE_ENTITY, &body)
         }
     }
+}
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The Content-Security-Policy of the page: its own inline script and style (by hash), fetches
+/// to this origin, nothing else.
+static DASHBOARD_CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let hash = |open: &str, close: &str| {
+        use base64::Engine;
+        use sha2::Digest;
+        let body = DASHBOARD
+            .split_once(open)
+            .and_then(|(_, rest)| rest.split_once(close))
+            .map_or("", |(b, _)| b);
+        let digest = sha2::Sha256::digest(body.as_bytes());
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash("<script>", "</script>"),
+        hash("<style>", "</style>")
+    )
+});
+
+fn dashboard() -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(DASHBOARD.as_bytes())));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(csp) = HeaderValue::try_from(DASHBOARD_CSP.as_str()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
 }
 
 pub fn error_body(message: &str, code: &str) -> Value {

@@ -22,6 +22,7 @@ mod cache;
 mod chat;
 mod cohere;
 mod config;
+mod dashboard;
 mod errors;
 mod forwarding;
 mod gemini;
