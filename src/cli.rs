@@ -1,4 +1,5 @@
-//! The `gateway` subcommands: `serve`, `check`, `doctor`, `budget`, `scan`, `hash-key`, `gen-key`,
+//! The `gateway` subcommands: `serve`, `check`, `doctor`, `budget`, `scan`, `report`, `audit`,
+//! `hash-key`, `gen-key`,
 //! `mock-server`.
 //! Output meant for the operator goes to stdout; logs go to stderr.
 
@@ -43,6 +44,10 @@ pub enum Command {
         /// Config file [default: ./gateway.toml]
         #[arg(long, short, env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
+        /// Print what changing OLD into NEW does (models, keys, limits, policies) and
+        /// validate NEW; exit 1 if NEW is invalid.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "config")]
+        diff: Option<Vec<PathBuf>>,
     },
     /// Check every provider: name resolution, connection (through the egress proxy), TLS and
     /// the key; prints a table with advice and exits 1 if any provider fails.
@@ -82,6 +87,34 @@ pub enum Command {
         format: ScanFormat,
         /// Input file, or `-` (the default) for stdin.
         file: Option<PathBuf>,
+    },
+    /// Requests, errors, tokens, cost, cache savings, p50/p95 latency and data-protection
+    /// findings from the audit files, grouped.
+    Report {
+        /// Config file whose `audit.dir` holds the files.
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Audit directory (overrides the config's `audit.dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// First day included (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Last day included (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = crate::report::By::Project)]
+        by: crate::report::By,
+        /// Only this project's requests.
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Table)]
+        format: crate::report::Format,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Serve the built-in mock provider as an OpenAI-shaped HTTP upstream (for demos, CI and
     /// benchmarks).
@@ -139,10 +172,32 @@ pub fn scan(
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the HMAC hash chain of the audit files; exit 1 if a record was edited, deleted
+    /// or inserted.
+    Verify {
+        /// Config file whose `[audit]` names the directory and the key variable.
+        #[arg(long, short, env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Audit directory (overrides the config's `audit.dir`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Environment variable holding the chain key (overrides `audit.hmac_key_env`).
+        #[arg(long)]
+        key_env: Option<String>,
+    },
+}
+
 /// Loads and validates a config file against the process environment.
 pub fn load_runtime(path: &Path) -> Result<Runtime, Vec<String>> {
     let cfg = config::load(path)?;
-    Runtime::build(&cfg, &|name| std::env::var(name).ok())
+    let mut rt = Runtime::build(&cfg, &|name| std::env::var(name).ok())?;
+    if let Ok(tree) = config::effective(path) {
+        rt.ops.config_hash = config::hash_of(&tree).into();
+        rt.ops.tree = Some(Arc::new(tree));
+    }
+    Ok(rt)
 }
 
 pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
@@ -174,6 +229,7 @@ pub fn check(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
                 "  listen:    {} (admin {})",
                 rt.server.listen, rt.server.admin_listen
             )?;
+            writeln!(out, "  hash:      {}", rt.ops.config_hash)?;
             for w in &rt.warnings {
                 writeln!(out, "  warning: {w}")?;
             }
@@ -206,6 +262,49 @@ pub fn doctor(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
         .enable_all()
         .build()?
         .block_on(crate::doctor::run(&rt, out))
+}
+
+/// `gateway check --diff OLD NEW`.
+pub fn check_diff(old: &Path, new: &Path, out: &mut impl Write) -> std::io::Result<bool> {
+    let tree = |p: &Path| config::effective(p).map_err(|e| e.join("; "));
+    let (a, b) = match (tree(old), tree(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            writeln!(out, "cannot read: {e}")?;
+            return Ok(false);
+        }
+    };
+    writeln!(
+        out,
+        "{} ({}) -> {} ({})",
+        old.display(),
+        config::hash_of(&a),
+        new.display(),
+        config::hash_of(&b)
+    )?;
+    let changes = config::diff::diff(&a, &b);
+    if changes.is_empty() {
+        writeln!(out, "  no changes")?;
+    }
+    for c in &changes {
+        writeln!(out, "  {c}")?;
+    }
+    match load_runtime(new) {
+        Ok(rt) => {
+            writeln!(out, "{}: valid", new.display())?;
+            for w in &rt.warnings {
+                writeln!(out, "  warning: {w}")?;
+            }
+            Ok(true)
+        }
+        Err(problems) => {
+            writeln!(out, "{}: {} problem(s)", new.display(), problems.len())?;
+            for p in problems {
+                writeln!(out, "  - {p}")?;
+            }
+            Ok(false)
+        }
+    }
 }
 
 /// `sha256:<hex>` of a key, as the config stores it.
@@ -275,4 +374,112 @@ pub fn budget(path: &Path, out: &mut impl Write) -> std::io::Result<bool> {
         }
     };
     crate::pipeline::budget::print_report(&rt, out)
+}
+
+/// `gateway audit verify`: walks the hash chain of every audit file.
+pub fn audit_verify(
+    config_path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    key_env: Option<String>,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let cfg = match (&dir, &key_env) {
+        (Some(_), Some(_)) => None,
+        _ => match config::load(&config::resolve_path(config_path)) {
+            Ok(c) => Some(c),
+            Err(problems) => {
+                writeln!(out, "config: {}", problems.join("; "))?;
+                return Ok(false);
+            }
+        },
+    };
+    let audit = cfg.map(|c| c.audit);
+    let Some(dir) = dir.or_else(|| audit.as_ref().and_then(|a| a.dir.clone())) else {
+        writeln!(out, "no audit directory: pass --dir or set audit.dir")?;
+        return Ok(false);
+    };
+    let Some(var) = key_env.or_else(|| audit.and_then(|a| a.hmac_key_env)) else {
+        writeln!(
+            out,
+            "no chain key: pass --key-env or set audit.hmac_key_env"
+        )?;
+        return Ok(false);
+    };
+    let Some(key) = std::env::var(&var).ok().map(|k| k.trim().to_string()) else {
+        writeln!(out, "environment variable {var:?} is not set")?;
+        return Ok(false);
+    };
+    let v = crate::audit::verify(&dir, key.as_bytes())?;
+    for n in &v.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    for p in &v.problems {
+        writeln!(out, "TAMPERED: {p}")?;
+    }
+    writeln!(
+        out,
+        "{}: {} record(s) in {} file(s), {}",
+        dir.display(),
+        v.records,
+        v.files,
+        if v.problems.is_empty() {
+            "chain intact".to_string()
+        } else {
+            format!("{} problem(s)", v.problems.len())
+        }
+    )?;
+    Ok(v.problems.is_empty())
+}
+
+/// What `gateway report` was asked.
+pub struct ReportArgs {
+    pub config: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub by: crate::report::By,
+    pub project: Option<String>,
+    pub format: crate::report::Format,
+}
+
+/// `gateway report`: aggregates over the audit files.
+pub fn report(args: ReportArgs, out: &mut impl Write) -> std::io::Result<bool> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => match config::load(&config::resolve_path(args.config)) {
+            Ok(c) => match c.audit.dir {
+                Some(d) => d,
+                None => {
+                    writeln!(out, "no audit directory: pass --dir or set audit.dir")?;
+                    return Ok(false);
+                }
+            },
+            Err(problems) => {
+                writeln!(out, "config: {}", problems.join("; "))?;
+                return Ok(false);
+            }
+        },
+    };
+    let day = |s: Option<String>, name: &str| match s {
+        None => Ok(None),
+        Some(s) => crate::audit::parse_date(&s)
+            .map(Some)
+            .ok_or(format!("--{name}: {s:?} is not a date like 2025-09-01")),
+    };
+    let (since, until) = match (day(args.since, "since"), day(args.until, "until")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            writeln!(out, "{e}")?;
+            return Ok(false);
+        }
+    };
+    let q = crate::report::Query {
+        since,
+        until,
+        by: args.by,
+        project: args.project,
+    };
+    let report = crate::report::build(&dir, &q)?;
+    crate::report::write(&report, args.format, out)?;
+    Ok(true)
 }

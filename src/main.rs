@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use gateway::cli::{self, Cli, Command, LogFormat};
+use gateway::cli::{self, AuditCommand, Cli, Command, LogFormat};
 use gateway::config;
 use tracing_subscriber::EnvFilter;
 
@@ -36,7 +36,17 @@ fn init_logging(format: LogFormat) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Check { config } => {
+        Command::Check {
+            diff: Some(files), ..
+        } => {
+            let ok = cli::check_diff(&files[0], &files[1], &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check { config, .. } => {
             let ok = cli::check(&config::resolve_path(config), &mut out)?;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -97,6 +107,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Report {
+            config,
+            dir,
+            since,
+            until,
+            by,
+            project,
+            format,
+        } => {
+            let args = cli::ReportArgs {
+                config,
+                dir,
+                since,
+                until,
+                by,
+                project,
+                format,
+            };
+            let ok = cli::report(args, &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    dir,
+                    key_env,
+                },
+        } => {
+            let ok = cli::audit_verify(config, dir, key_env, &mut out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Serve { config } => {
             drop(out);
             serve(&config::resolve_path(config))
@@ -140,6 +190,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
     let (listen, admin_listen) = (rt.server.listen, rt.server.admin_listen);
     let state = gateway::AppState::new(rt).map_err(anyhow::Error::msg)?;
+    let _ = state.config_path.set(path.to_path_buf());
     runtime()?.block_on(async move {
         let api = tokio::net::TcpListener::bind(listen)
             .await

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub dlp_findings: IntCounterVec,
     pub dlp_blocked: IntCounterVec,
     pub injection_flagged: IntCounterVec,
+    /// Gateway overhead, config identity and reloads, audit records.
+    pub ops: OpsMetrics,
     passthrough_models: Mutex<HashSet<String>>,
 }
 
@@ -159,8 +161,10 @@ impl Metrics {
         registry.register(Box::new(injection_flagged.clone()))?;
         registry.register(Box::new(build_info))?;
         let spend = crate::pipeline::budget::SpendMetrics::register(&registry)?;
+        let ops = OpsMetrics::register(&registry)?;
         Ok(Self {
             spend,
+            ops,
             registry,
             requests_total,
             request_duration,
@@ -202,5 +206,72 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+pub struct OpsMetrics {
+    pub overhead: HistogramVec,
+    pub config_info: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub audit_records: IntCounterVec,
+}
+
+impl OpsMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_overhead_seconds",
+                "Time a request spent in the gateway itself: its whole duration minus the time \
+                 spent waiting on upstream attempts (backoff waits count as gateway time).",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ]),
+            &["endpoint"],
+        )?;
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "gateway_config_info",
+                "Always 1; the hash of the config being served is in the label.",
+            ),
+            &["hash"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "gateway_config_reloads_total",
+                "Config reloads by result: ok, or failed (the old config stays).",
+            ),
+            &["result"],
+        )?;
+        let audit_records = IntCounterVec::new(
+            Opts::new(
+                "gateway_audit_records_total",
+                "Audit records by result: written, dropped (queue full) or error (sink failed).",
+            ),
+            &["result"],
+        )?;
+        for result in ["ok", "failed"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        for result in ["written", "dropped", "error"] {
+            audit_records.with_label_values(&[result]);
+        }
+        registry.register(Box::new(overhead.clone()))?;
+        registry.register(Box::new(config_info.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(audit_records.clone()))?;
+        Ok(Self {
+            overhead,
+            config_info,
+            config_reloads,
+            audit_records,
+        })
+    }
+
+    /// Points `gateway_config_info` at the config now served.
+    pub fn set_config(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
     }
 }

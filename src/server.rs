@@ -1,6 +1,7 @@
 //! The listeners: `serve` takes already-bound listeners (so tests bind `127.0.0.1:0`) and runs
 //! the client API and the admin endpoints until `shutdown` resolves, then stops accepting and
-//! lets in-flight requests finish for up to the grace period. HTTP/1.1 and h2c on both.
+//! lets in-flight requests finish for up to the grace period. HTTP/1.1 and h2c on both, or
+//! HTTP/1.1 and HTTP/2 over TLS (rustls) on the API listener when `[server.tls]` is set.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,6 +38,8 @@ pub async fn serve(
     let api_loop = accept_loop(api, state.clone(), api_stopped, Role::Api);
     let admin_loop = accept_loop(admin, state.clone(), admin_stopped, Role::Admin);
     let spend_background = crate::pipeline::budget::start_background(&state);
+    state.audit.start(&state.tasks);
+    let reloader = crate::reload::start(&state);
     state.set_ready(true);
     tracing::info!("gateway ready");
     // The admin listener outlives the API drain, so `/readyz` can say "not ready" meanwhile.
@@ -53,6 +56,9 @@ pub async fn serve(
     };
     let (api_res, admin_res, ()) = tokio::join!(api_then_admin, admin_loop, stopper);
     spend_background.stop();
+    reloader.stop();
+    // Every request has finished (or was cut off): what the audit queue holds is complete.
+    state.audit.close();
     api_res.and(admin_res)
 }
 
@@ -80,6 +86,9 @@ fn watch_key_files(state: &Arc<AppState>, mut stop: watch::Receiver<bool>) {
     });
 }
 
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Copy)]
 enum Role {
     Api,
@@ -101,7 +110,7 @@ async fn accept_loop(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -119,11 +128,45 @@ async fn accept_loop(
             let state = svc_state.clone();
             async move {
                 Ok::<_, Infallible>(match role {
-                    Role::Api => pipeline::handle(state, req).await,
+                    Role::Api => pipeline::handle(state, req, Some(peer)).await,
+                    Role::Admin if crate::admin::handles(req.uri().path()) => {
+                        crate::admin::handle(state, req).await
+                    }
                     Role::Admin => admin(&state, &req),
                 })
             }
         });
+        // The TLS setup comes from the current snapshot, so a reload renews the certificate.
+        let tls = match role {
+            Role::Api => state.runtime().ops.tls.clone(),
+            Role::Admin => None,
+        };
+        if let Some(tls) = tls {
+            // The handshake runs on the connection's task: a slow client never holds up
+            // the accept loop.
+            let (builder, watcher, cut) = (builder.clone(), graceful.watcher(), cut_off.clone());
+            state.tasks.spawn(async move {
+                let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                let stream = tokio::select! {
+                    r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept) => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                    () = cut.cancelled() => return,
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = watcher.watch(conn.into_owned());
+                tokio::select! {
+                    _ = conn => {}
+                    () = cut.cancelled() => {}
+                }
+            });
+            continue;
+        }
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         let cut = cut_off.clone();

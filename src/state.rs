@@ -29,6 +29,10 @@ pub struct AppState {
     /// Spend: outside the swapped `Runtime`, so a reload never resets it.
     pub ledger: Arc<crate::ledger::Ledger>,
     pub tasks: TaskTracker,
+    /// The audit log's queue (`audit.rs`); its writer starts with `serve`.
+    pub audit: crate::audit::Auditor,
+    /// The file the config was loaded from, when reloads are possible (`reload.rs`).
+    pub config_path: std::sync::OnceLock<std::path::PathBuf>,
     ready: AtomicBool,
 }
 
@@ -36,11 +40,17 @@ impl AppState {
     pub fn new(runtime: Runtime) -> Result<Arc<Self>, String> {
         let (cache_bytes, cache_ttl) = runtime.cache;
         let ledger = crate::pipeline::budget::open_ledger(&runtime)?;
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        metrics.ops.set_config(&runtime.ops.config_hash);
+        let audit =
+            crate::audit::Auditor::new(&runtime.ops.audit, metrics.ops.audit_records.clone());
         Ok(Arc::new(Self {
             ledger,
             clients: ArcSwap::from_pointee(Clients::new(&runtime.egress)),
+            audit,
+            config_path: std::sync::OnceLock::new(),
             runtime: ArcSwap::from_pointee(runtime),
-            metrics: Metrics::new().map_err(|e| format!("metrics: {e}"))?,
+            metrics,
             health: Registry::default(),
             retry_budget: RetryBudget::default(),
             cache: Cache::new(cache_bytes, cache_ttl),

@@ -5,8 +5,10 @@
 //! `validate.rs`, which turns a `Config` into the `Runtime` the server uses. Field names here are
 //! the public contract of the config file: add fields, never rename them.
 
+pub mod diff;
 pub mod egress;
 pub mod keys;
+pub mod ops;
 mod secret;
 pub mod spend;
 pub mod validate;
@@ -38,6 +40,7 @@ const ENV_SECTIONS: &[&str] = &[
     "spend",
     "state",
     "egress",
+    "audit",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +71,8 @@ pub struct Config {
     /// How upstreams are reached: proxy, CAs, client certificate, TLS version.
     #[serde(default)]
     pub egress: egress::EgressConfig,
+    #[serde(default)]
+    pub audit: ops::AuditConfig,
 }
 
 /// The response cache's bounds; projects opt in with `cache = true`.
@@ -175,6 +180,10 @@ pub struct ServerConfig {
     pub cors: CorsConfig,
     /// Environment variable holding the bearer token for `/admin/usage`.
     pub admin_token_env: Option<String>,
+    /// Reload the config when its file changes (SIGHUP and `POST /admin/reload` always work).
+    pub watch_config: bool,
+    /// Serve the client API over TLS (rustls) with these PEM files.
+    pub tls: Option<ops::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -189,6 +198,8 @@ impl Default for ServerConfig {
             key_file_check_secs: 30,
             cors: CorsConfig::default(),
             admin_token_env: None,
+            watch_config: true,
+            tls: None,
         }
     }
 }
@@ -524,6 +535,11 @@ fn all_models() -> Vec<String> {
 /// Reads the file and the environment overrides into a `Config`. Every problem is returned, each
 /// prefixed by its TOML path.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    figment(path)?.extract::<Config>().map_err(figment_errors)
+}
+
+/// The file merged with the environment overrides, as the loader sees it.
+fn figment(path: &Path) -> Result<Figment, Vec<String>> {
     if !path.exists() {
         return Err(vec![format!("config file {} not found", path.display())]);
     }
@@ -531,27 +547,41 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
         let first = key.as_str().split('.').next().unwrap_or_default();
         ENV_SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
     });
-    Figment::new()
-        .merge(Toml::file_exact(path))
-        .merge(env)
-        .extract::<Config>()
-        .map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| {
-                    let path = e.path.join(".");
-                    let mut kind = e.kind.to_string();
-                    if let Some(meta) = &e.metadata {
-                        kind = format!("{kind} (from {})", meta.name);
-                    }
-                    if path.is_empty() {
-                        kind
-                    } else {
-                        format!("{path}: {kind}")
-                    }
-                })
-                .collect()
+    Ok(Figment::new().merge(Toml::file_exact(path)).merge(env))
+}
+
+/// The effective config (file plus overrides) as a JSON tree, for hashing and diffing. Holds
+/// no secret values: the config only names where secrets are.
+pub fn effective(path: &Path) -> Result<serde_json::Value, Vec<String>> {
+    figment(path)?
+        .extract::<serde_json::Value>()
+        .map_err(figment_errors)
+}
+
+/// A short hash of an effective config: the same settings give the same hash whatever the
+/// file's formatting, comments or key order (the tree's maps are sorted).
+pub fn hash_of(tree: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(tree.to_string().as_bytes());
+    validate::hex(&digest[..8])
+}
+
+fn figment_errors(errors: figment::Error) -> Vec<String> {
+    errors
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let mut kind = e.kind.to_string();
+            if let Some(meta) = &e.metadata {
+                kind = format!("{kind} (from {})", meta.name);
+            }
+            if path.is_empty() {
+                kind
+            } else {
+                format!("{path}: {kind}")
+            }
         })
+        .collect()
 }
 
 /// The config path: `--config`, else `GATEWAY_CONFIG`, else `./gateway.toml` (clap fills the

@@ -44,6 +44,8 @@ pub struct Runtime {
     pub policies: std::collections::BTreeMap<String, Arc<crate::dlp::Policy>>,
     /// How upstreams are reached: proxy, CAs, client certificates, pools (`egress.rs`).
     pub egress: Arc<crate::egress::Settings>,
+    /// Audit sinks and the config hash (`config/ops.rs`).
+    pub ops: super::ops::Ops,
 }
 
 /// `[routing]`, validated.
@@ -673,6 +675,7 @@ impl Runtime {
             &mut warnings,
         );
         let routing = routing_settings(&config.routing, &mut errs);
+        let ops = super::ops::build(config, env, &mut errs);
         if config.cache.max_bytes == 0 || config.cache.ttl_secs == 0 {
             errs.push("cache: max_bytes and ttl_secs must be greater than 0".into());
         }
@@ -701,6 +704,7 @@ impl Runtime {
             warnings,
             policies,
             egress: Arc::new(egress.ok_or_else(|| vec!["egress: invalid".to_string()])?),
+            ops,
         })
     }
 }

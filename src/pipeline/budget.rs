@@ -495,6 +495,7 @@ pub(super) fn cache_hit(ctx: &mut Ctx, hit: &crate::cache::Entry) {
     };
     if let Some(p) = price {
         let nanos = p.cost_nanos(&Tokens::from_usage(&usage));
+        ctx.audit.cache_saved_nanos = Some(nanos);
         state
             .metrics
             .spend

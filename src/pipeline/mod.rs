@@ -73,6 +73,8 @@ pub struct Ctx {
     streamed_text: u64,
     /// What the data protection guard left for the response (pseudonyms, scanning).
     dlp: Option<crate::dlp::guard::Outcome>,
+    /// What the audit record needs beyond the above (attempts, client, policy, DLP).
+    pub audit: crate::audit::Facts,
     finished: bool,
 }
 
@@ -100,6 +102,7 @@ impl Ctx {
             streamed: 0,
             streamed_text: 0,
             dlp: None,
+            audit: crate::audit::Facts::default(),
             finished: false,
         }
     }
@@ -120,13 +123,15 @@ impl Ctx {
         self.provider = Some(target.provider.name.clone());
         self.deployment = Some(target.deployment.clone());
         self.attempts += 1;
+        self.audit.begin_attempt(&target.deployment);
     }
 
     pub fn provider_name(&self) -> String {
         self.provider.clone().unwrap_or_default()
     }
 
-    pub fn record_ttfb(&self) {
+    pub fn record_ttfb(&mut self) {
+        self.audit.ttfb = Some(self.started.elapsed());
         self.state
             .metrics
             .ttfb
@@ -175,6 +180,17 @@ impl Ctx {
                 }
             }
         }
+        let upstream = self.audit.upstream_failed
+            + self.upstream_sent.map(|s| s.elapsed()).unwrap_or_default()
+                * u32::from(self.error_class.is_none());
+        m.ops
+            .overhead
+            .with_label_values(&[self.endpoint])
+            .observe(elapsed.saturating_sub(upstream).as_secs_f64());
+        if self.state.audit.enabled() {
+            let record = self.audit_record(status, usage.as_ref(), error, elapsed);
+            self.state.audit.submit(record);
+        }
         tracing::info!(
             target: "gateway::access",
             request_id = self.request_id.to_str().unwrap_or("-"),
@@ -194,6 +210,55 @@ impl Ctx {
             "request"
         );
     }
+}
+
+impl Ctx {
+    /// The audit record of this request: metadata only, never text or keys.
+    fn audit_record(
+        &self,
+        status: u16,
+        usage: Option<&Usage>,
+        error: Option<&'static str>,
+        elapsed: Duration,
+    ) -> crate::audit::Record {
+        let usd = |nanos: u64| nanos as f64 / crate::pricing::NANOS_PER_USD;
+        let a = &self.audit;
+        crate::audit::Record {
+            ts: crate::audit::now_ms() - elapsed.as_millis() as i64,
+            request_id: self.request_id.to_str().unwrap_or("-").to_string(),
+            project: self.project.clone(),
+            key_id: self.key_id.clone(),
+            client_ip: a.client_ip.clone(),
+            endpoint: self.endpoint,
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            deployment: self.deployment.clone(),
+            stream: self.stream,
+            attempts: a.attempts.clone(),
+            status,
+            error,
+            error_class: self.error_class,
+            latency_ms: ms(elapsed),
+            ttfb_ms: a.ttfb.map(ms),
+            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens: usage.map_or(0, |u| u.completion_tokens),
+            cached_tokens: usage.map_or(0, Usage::cached_tokens),
+            cost_usd: self.cost.map(usd),
+            cache: self.cache,
+            cache_saved_usd: a.cache_saved_nanos.map(usd),
+            dlp: a.dlp.clone(),
+            dlp_actions: a.dlp_actions.clone(),
+            injection: a.injection.clone(),
+            policy: a.policy.clone(),
+            policy_version: a.policy_version.clone(),
+            config_hash: a.config_hash.clone(),
+        }
+    }
+}
+
+/// Milliseconds with microsecond precision.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 impl Drop for Ctx {
@@ -248,7 +313,11 @@ enum Reply {
 }
 
 /// Serves one request of the client-facing API.
-pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: Option<std::net::SocketAddr>,
+) -> Response<Body> {
     let rt = state.runtime();
     let request_id = request_id(req.headers());
     let origin = req.headers().get(header::ORIGIN).cloned();
@@ -285,6 +354,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         _ => "other",
     };
     let mut ctx = Ctx::new(state.clone(), request_id.clone(), endpoint);
+    ctx.audit.config_hash = rt.ops.config_hash.clone();
+    ctx.audit.client_ip = crate::audit::client_ip(rt.ops.audit.client_ip, peer, req.headers());
     let method = req.method().clone();
     let result = if method == Method::POST && endpoint == "chat" {
         chat(state.clone(), rt.clone(), req, &mut ctx).await

@@ -204,6 +204,11 @@ impl Relay {
     fn finish(&mut self, status: u16, error: Option<&'static str>) {
         if let Some(mut ctx) = self.ctx.take() {
             ctx.streamed_text = self.text_bytes;
+            // A stream whose every byte arrives at once ends before its first data frame
+            // is handed over: that frame follows immediately, so its time is the first byte.
+            if !std::mem::replace(&mut self.first_sent, true) {
+                ctx.record_ttfb();
+            }
             ctx.finish(status, self.usage, error);
         }
     }
@@ -215,7 +220,7 @@ impl Relay {
         }
         if !self.first_sent {
             self.first_sent = true;
-            if let Some(ctx) = &self.ctx {
+            if let Some(ctx) = &mut self.ctx {
                 ctx.record_ttfb();
             }
         }

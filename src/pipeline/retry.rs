@@ -343,6 +343,7 @@ pub(super) async fn run(
                         .set(0);
                 }
                 ctx.error_class = None;
+                ctx.audit.end_attempt("ok", None);
                 // Held until the response is finished, so a stream counts as busy.
                 ctx.admission = Some(admission);
                 return Ok((up, target.clone()));
@@ -354,6 +355,8 @@ pub(super) async fn run(
                     .with_label_values(&[&target.provider.name, &deployment_label, class.as_str()])
                     .inc();
                 ctx.error_class = Some(class.as_str());
+                let waited = ctx.upstream_sent.map(|t| t.elapsed());
+                ctx.audit.end_attempt(class.as_str(), waited);
                 if !class.moves_on() {
                     // The request is at fault, not the deployment: no retry, no penalty; but a
                     // prompt too long or refused by policy may suit the groups set aside for it.

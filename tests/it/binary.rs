@@ -120,7 +120,15 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
     let up = MockUpstream::openai().fail_n(1, 400, &echo).start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
-    let cfg = config_for(&up.base_url(), "").replace(
+    let audit_dir = dir.path().join("audit");
+    let cfg = config_for(
+        &up.base_url(),
+        &format!(
+            "[audit]\nstdout = true\ndir = \"{}\"\n",
+            audit_dir.display()
+        ),
+    )
+    .replace(
         "[server]\n",
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n",
     );
@@ -135,6 +143,13 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let audit_stdout = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
     let stderr = child.stderr.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
@@ -150,26 +165,34 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
             .expect("running");
         logs.push(line.clone());
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(listen) = v["listen"].as_str() {
-            break listen.to_string();
+        if let (Some(listen), Some(admin)) = (v["listen"].as_str(), v["admin"].as_str()) {
+            break (listen.to_string(), admin.to_string());
         }
     };
+    let (addr, admin) = addr;
+    let mut replies = Vec::new();
     let url = format!("http://{addr}/v1/chat/completions");
     let mut body = chat_body(SENTINEL);
     let r = post_json(&url, Some(KEY), &body).await;
     assert_eq!(r.status, 400);
     assert!(!r.text().contains(UPSTREAM_KEY));
+    replies.push(r.text());
     let r = post_json(&url, Some(KEY), &body).await;
     assert_eq!(r.status, 200);
     body["stream"] = json!(true);
     post_json(&url, Some(KEY), &body).await;
-    post_json(&url, Some("sk-not-a-key"), &body).await;
-    post_raw(
-        &url,
-        Some(KEY),
-        format!("{{\"model\": \"{SENTINEL}\", \"messages\": \"{SENTINEL}\""),
-    )
-    .await;
+    replies.push(post_json(&url, Some("sk-not-a-key"), &body).await.text());
+    replies.push(
+        post_raw(
+            &url,
+            Some(KEY),
+            format!("{{\"model\": \"{SENTINEL}\", \"messages\": \"{SENTINEL}\""),
+        )
+        .await
+        .text(),
+    );
+    let metrics_text = get(&format!("http://{admin}/metrics"), None).await.text();
+    assert!(metrics_text.contains("gateway_audit_records_total"));
 
     // SIGTERM: the process drains and exits 0.
     let status = Command::new("sh")
@@ -191,6 +214,17 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
         "access log lines are written:\n{all}"
     );
     assert!(all.contains("stopped"), "{all}");
+    // Audit records went to stdout and to the file, one per request, and flushed on exit.
+    let stdout_lines = audit_stdout.join().unwrap();
+    assert_eq!(stdout_lines.len(), 5, "{stdout_lines:#?}");
+    let audit_file: String = gateway::audit::list_files(&audit_dir)
+        .unwrap()
+        .iter()
+        .map(|f| std::fs::read_to_string(&f.path).unwrap())
+        .collect();
+    assert_eq!(audit_file.lines().collect::<Vec<_>>(), stdout_lines);
+    let audit = stdout_lines.join("\n");
+    let errors = replies.join("\n");
     for secret in [
         UPSTREAM_KEY,
         KEY,
@@ -201,6 +235,26 @@ async fn served_binary_never_logs_keys_or_prompts_and_stops_on_sigterm() {
         assert!(
             !all.contains(secret),
             "{secret} leaked into the logs:\n{all}"
+        );
+        assert!(
+            !audit.contains(secret),
+            "{secret} leaked into audit:\n{audit}"
+        );
+        assert!(
+            !metrics_text.contains(secret),
+            "{secret} leaked into metrics"
+        );
+    }
+    for secret in [
+        UPSTREAM_KEY,
+        KEY,
+        "sk-not-a-key",
+        SENTINEL,
+        "hello from upstream",
+    ] {
+        assert!(
+            !errors.contains(secret),
+            "{secret} leaked into an error:\n{errors}"
         );
     }
 }

@@ -78,7 +78,9 @@ pub fn runtime_from(toml: &str, env: &[(&str, &str)]) -> Result<Runtime, Vec<Str
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Runtime::build(&cfg, &|name| env.get(name).cloned())
+    let mut rt = Runtime::build(&cfg, &|name| env.get(name).cloned())?;
+    rt.ops.config_hash = config::hash_of(&config::effective(&path)?).into();
+    Ok(rt)
 }
 
 /// A gateway in front of `up` with `config_for(up, extra)` and the upstream key set.
@@ -96,7 +98,21 @@ pub async fn spawn_gateway(toml: &str) -> Gateway {
 
 pub async fn spawn_gateway_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
     let rt = runtime_from(toml, env).unwrap_or_else(|e| panic!("config rejected: {e:#?}"));
+    serve_state(AppState::new(rt).expect("state")).await
+}
+
+/// A gateway serving the config file at `path`, which it reloads (watch, SIGHUP, endpoint).
+pub async fn spawn_gateway_file(path: &std::path::Path) -> Gateway {
+    let rt = gateway::cli::load_runtime(path).unwrap_or_else(|e| panic!("config rejected: {e:#?}"));
     let state = AppState::new(rt).expect("state");
+    state
+        .config_path
+        .set(path.to_path_buf())
+        .expect("path set once");
+    serve_state(state).await
+}
+
+async fn serve_state(state: Arc<AppState>) -> Gateway {
     let api = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (addr, admin_addr) = (

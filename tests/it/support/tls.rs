@@ -31,12 +31,13 @@ impl Pki {
             .push(DnType::CommonName, "gateway test CA");
         let ca_key = KeyPair::generate().unwrap();
         let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
 
         let issue = |names: Vec<String>, cn: &str| {
             let mut p = CertificateParams::new(names).unwrap();
             p.distinguished_name.push(DnType::CommonName, cn);
             let key = KeyPair::generate().unwrap();
-            let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            let cert = p.signed_by(&key, &issuer).unwrap();
             (cert.pem(), key.serialize_pem())
         };
         let (server_pem, server_key_pem) = issue(
