@@ -233,9 +233,10 @@ impl OpsMetrics {
         let config_info = IntGaugeVec::new(
             Opts::new(
                 "gateway_config_info",
-                "Always 1; the hash of the config being served is in the label.",
+                "Always 1; the hash of the config being served, and its data protection \
+                 policies as name@version, are in the labels.",
             ),
-            &["hash"],
+            &["hash", "policies"],
         )?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
@@ -270,8 +271,15 @@ impl OpsMetrics {
     }
 
     /// Points `gateway_config_info` at the config now served.
-    pub fn set_config(&self, hash: &str) {
+    pub fn set_config(&self, rt: &crate::config::Runtime) {
+        let policies: Vec<String> = rt
+            .policies
+            .values()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
         self.config_info.reset();
-        self.config_info.with_label_values(&[hash]).set(1);
+        self.config_info
+            .with_label_values(&[rt.ops.config_hash.as_ref(), &policies.join(",")])
+            .set(1);
     }
 }

@@ -74,8 +74,8 @@ pub fn reload(state: &AppState, trigger: &'static str) -> Result<Reloaded, Vec<S
     for w in &new.warnings {
         tracing::warn!(config = %path.display(), "{w}");
     }
+    state.metrics.ops.set_config(&new);
     state.set_runtime(new);
-    state.metrics.ops.set_config(&hash);
     tracing::info!(trigger, hash, changes = changes.len(), "config reloaded");
     for c in &changes {
         tracing::info!(trigger, "config change: {c}");

@@ -41,7 +41,7 @@ impl AppState {
         let (cache_bytes, cache_ttl) = runtime.cache;
         let ledger = crate::pipeline::budget::open_ledger(&runtime)?;
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
-        metrics.ops.set_config(&runtime.ops.config_hash);
+        metrics.ops.set_config(&runtime);
         let audit =
             crate::audit::Auditor::new(&runtime.ops.audit, metrics.ops.audit_records.clone());
         Ok(Arc::new(Self {

@@ -101,6 +101,7 @@ pub fn check_chat(
     project: &Project,
     chat: &mut ChatRequest,
     request_id: &HeaderValue,
+    facts: &mut crate::audit::Facts,
 ) -> Result<Option<Outcome>, Error> {
     let Some(policy) = project.policy.clone() else {
         return Ok(None);
@@ -144,7 +145,7 @@ pub fn check_chat(
             w.value_string(f.get_mut("arguments"), false);
         }
     }
-    finish(metrics, &project.name, policy.clone(), w, request_id)
+    finish(metrics, &project.name, policy.clone(), w, request_id, facts)
 }
 
 /// The guard for an embeddings request.
@@ -153,6 +154,7 @@ pub fn check_embeddings(
     project: &Project,
     emb: &mut EmbeddingsRequest,
     request_id: &HeaderValue,
+    facts: &mut crate::audit::Facts,
 ) -> Result<Option<Outcome>, Error> {
     let Some(policy) = project.policy.clone() else {
         return Ok(None);
@@ -175,7 +177,7 @@ pub fn check_embeddings(
         }
         _ => w.tally.unscannable += 1,
     }
-    finish(metrics, &project.name, policy.clone(), w, request_id)
+    finish(metrics, &project.name, policy.clone(), w, request_id, facts)
 }
 
 fn finish(
@@ -184,8 +186,21 @@ fn finish(
     policy: Arc<Policy>,
     w: Walker,
     request_id: &HeaderValue,
+    facts: &mut crate::audit::Facts,
 ) -> Result<Option<Outcome>, Error> {
     let Walker { pseudo, tally, .. } = w;
+    // The audit record gets counts per entity type and per action, never values; blocked
+    // requests too.
+    let mut findings = std::collections::BTreeMap::new();
+    let mut actions = std::collections::BTreeMap::new();
+    for ((entity, action), n) in &tally.counts {
+        *findings.entry(entity.clone()).or_insert(0) += n;
+        *actions.entry((*action).to_string()).or_insert(0) += n;
+    }
+    facts.dlp = Some(findings);
+    facts.dlp_actions = Some(actions);
+    facts.policy = Some(policy.name.clone());
+    facts.policy_version = Some(policy.version.to_string());
     for ((entity, action), n) in &tally.counts {
         metrics
             .dlp_findings
@@ -194,6 +209,14 @@ fn finish(
     }
     let flagged =
         policy.injection != InjectionAction::Off && tally.injection >= policy.injection_threshold;
+    facts.injection = Some(
+        match (flagged, policy.injection) {
+            (false, _) => "none",
+            (true, InjectionAction::Block) => "blocked",
+            (true, _) => "flagged",
+        }
+        .into(),
+    );
     if flagged {
         metrics
             .injection_flagged

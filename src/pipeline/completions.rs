@@ -94,6 +94,7 @@ pub(super) async fn completions(
             &caller.project,
             &mut priced,
             &ctx.request_id,
+            &mut ctx.audit,
         )?;
         if ctx.dlp.as_ref().is_some_and(|o| o.touches_response()) {
             return Err(Error::PolicyBlocked {

@@ -494,8 +494,13 @@ async fn run_chat(
             Some("messages"),
         ));
     }
-    ctx.dlp =
-        crate::dlp::guard::check_chat(&state.metrics, &caller.project, &mut chat, &ctx.request_id)?;
+    ctx.dlp = crate::dlp::guard::check_chat(
+        &state.metrics,
+        &caller.project,
+        &mut chat,
+        &ctx.request_id,
+        &mut ctx.audit,
+    )?;
     ctx.stream = chat.is_stream();
     let wants_usage = chat.wants_stream_usage();
     let model = chat.model.clone();
@@ -623,6 +628,7 @@ async fn embeddings(
         &caller.project,
         &mut emb,
         &ctx.request_id,
+        &mut ctx.audit,
     )?;
     let model = emb.model.clone();
     let plan = plan(

@@ -403,3 +403,78 @@ async fn the_hash_chain_detects_an_edited_and_a_deleted_record() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Data protection's part of the record: counts per entity type and per action, the
+/// injection verdict and the policy with its version, for forwarded and blocked requests
+/// alike; never the values found.
+#[tokio::test]
+async fn records_carry_data_protection_counts_never_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "gpt-4o-mini"
+deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+
+[[projects]]
+name = "alpha"
+keys = ["{}"]
+policy = "p"
+
+[policies.p]
+version = 4
+default_action = "redact"
+[policies.p.actions]
+US_SSN = "block"
+EMAIL = "redact"
+
+[audit]
+dir = "{}"
+"#,
+        hashed(KEY),
+        dir.path().display()
+    );
+    let gw = spawn_gateway(&toml).await;
+    let chat = gw.url("/v1/chat/completions");
+    let r = post_id(
+        &chat,
+        Some(KEY),
+        "r-redacted",
+        chat_body("write to jane.doe@example.com today").to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = post_id(
+        &chat,
+        Some(KEY),
+        "r-blocked",
+        chat_body("my ssn is 536-22-1234").to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let records = wait_for_records(dir.path(), 2).await;
+    let redacted = by_id(&records, "r-redacted");
+    assert_eq!(redacted["dlp"], json!({"EMAIL": 1}));
+    assert_eq!(redacted["dlp_actions"], json!({"redact": 1}));
+    assert_eq!(redacted["policy"], "p");
+    assert_eq!(redacted["policy_version"], "4");
+    assert_eq!(redacted["injection"], "none");
+    let blocked = by_id(&records, "r-blocked");
+    assert_eq!(blocked["status"], 400);
+    assert_eq!(blocked["dlp"], json!({"US_SSN": 1}));
+    assert_eq!(blocked["dlp_actions"], json!({"block": 1}));
+    let all = records
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !all.contains("jane.doe") && !all.contains("536-22-1234"),
+        "{all}"
+    );
+    assert!(metrics(&gw).await.contains("policies=\"p@4\"} 1"));
+}

@@ -117,9 +117,9 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_keeps_the_old_config_unde
     let gw = spawn_gateway_file(&path).await;
     let url = gw.url("/v1/chat/completions");
     let first_hash = gw.state.runtime().ops.config_hash.to_string();
-    assert!(metrics(&gw)
-        .await
-        .contains(&format!("gateway_config_info{{hash=\"{first_hash}\"}} 1")));
+    assert!(metrics(&gw).await.contains(&format!(
+        "gateway_config_info{{hash=\"{first_hash}\",policies=\"\"}} 1"
+    )));
     let load = Load::start(url.clone(), 4);
 
     replace(&path, &config("two", 0, &["extra"], ""));
@@ -155,10 +155,12 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_keeps_the_old_config_unde
     assert_eq!(failed, 0, "requests failed during reloads");
     let m = metrics(&gw).await;
     assert!(
-        m.contains(&format!("gateway_config_info{{hash=\"{second_hash}\"}} 1")),
+        m.contains(&format!(
+            "gateway_config_info{{hash=\"{second_hash}\",policies=\"\"}} 1"
+        )),
         "{m}"
     );
-    assert!(!m.contains(&format!("gateway_config_info{{hash=\"{first_hash}\"}}")));
+    assert!(!m.contains(&format!("gateway_config_info{{hash=\"{first_hash}\"")));
     assert!(metric(&m, "gateway_config_reloads_total{result=\"ok\"} ") >= 1);
 }
 
@@ -358,7 +360,7 @@ async fn sighup_and_the_reload_endpoint_under_load() {
         "{m}"
     );
     assert!(m.contains(&format!(
-        "gateway_config_info{{hash=\"{}\"}} 1",
+        "gateway_config_info{{hash=\"{}\",policies=\"\"}} 1",
         v["hash"].as_str().unwrap()
     )));
 
