@@ -458,17 +458,18 @@ fn message_id(id: Option<&str>) -> String {
 }
 
 /// Anthropic's usage object for a canonical one: its `input_tokens` excludes the tokens read
-/// from the prompt cache, which OpenAI counts in `prompt_tokens`.
+/// from and written to the prompt cache, which OpenAI counts in `prompt_tokens`.
 fn usage(u: Option<&Value>) -> Value {
     let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
     let prompt = n(u.and_then(|u| u.get("prompt_tokens")));
     let cached = n(u
         .and_then(|u| u.get("prompt_tokens_details"))
         .and_then(|d| d.get("cached_tokens")));
+    let written = n(u.and_then(|u| u.get("cache_creation_input_tokens")));
     json!({
-        "input_tokens": prompt.saturating_sub(cached),
+        "input_tokens": prompt.saturating_sub(cached).saturating_sub(written),
         "output_tokens": n(u.and_then(|u| u.get("completion_tokens"))),
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     })
 }

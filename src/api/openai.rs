@@ -100,6 +100,15 @@ pub struct Usage {
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Prompt tokens written to the provider's prompt cache (Anthropic, Bedrock), which bill
+    /// above the input price; part of `prompt_tokens`. Not an OpenAI field: the name is the
+    /// one other gateways use for it, and it is left out when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_input_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

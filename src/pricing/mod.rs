@@ -109,9 +109,11 @@ impl Tokens {
     /// `prompt_tokens` includes cached ones; reasoning is inside `completion_tokens`.
     pub fn from_usage(u: &Usage) -> Self {
         let cached = u.cached_tokens().min(u.prompt_tokens);
+        let written = u.cache_creation_input_tokens.min(u.prompt_tokens - cached);
         Self {
-            input: u.prompt_tokens - cached,
+            input: u.prompt_tokens - cached - written,
             cache_read: cached,
+            cache_write: written,
             output: u.completion_tokens,
             ..Self::default()
         }
@@ -486,6 +488,21 @@ mod tests {
         let t = Tokens::from_anthropic(&json!({"input_tokens": 100, "output_tokens": 200,
             "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 2000}));
         // 100*3 + 2000*0.3 + 1000*3.75 + 200*15 = 300 + 600 + 3750 + 3000 = 7650
+        assert_eq!(p.cost_nanos(&t), 7_650_000);
+    }
+
+    #[test]
+    fn cache_writes_survive_translation_to_the_canonical_usage() {
+        // What the pipeline sees of the same Anthropic answer after the adapter translated it:
+        // the canonical usage, cache writes carried beside the cached reads.
+        let p = price("claude-sonnet-4-20250514", &["anthropic"]).0;
+        let u: Usage = serde_json::from_value(json!({"prompt_tokens": 3100,
+            "completion_tokens": 200, "total_tokens": 3300,
+            "prompt_tokens_details": {"cached_tokens": 2000},
+            "cache_creation_input_tokens": 1000}))
+        .unwrap();
+        let t = Tokens::from_usage(&u);
+        assert_eq!((t.input, t.cache_read, t.cache_write), (100, 2000, 1000));
         assert_eq!(p.cost_nanos(&t), 7_650_000);
     }
 

@@ -458,6 +458,7 @@ impl WireUsage {
             prompt_tokens_details: Some(PromptTokensDetails {
                 cached_tokens: cached,
             }),
+            cache_creation_input_tokens: self.cache_creation_input_tokens.unwrap_or(0),
         }
     }
 }
@@ -1162,7 +1163,8 @@ mod tests {
         assert_eq!(
             got["usage"],
             json!({"prompt_tokens": 125, "completion_tokens": 2, "total_tokens": 127,
-                "prompt_tokens_details": {"cached_tokens": 100}})
+                "prompt_tokens_details": {"cached_tokens": 100},
+                "cache_creation_input_tokens": 20})
         );
         let e = decode_response(b"<html>", "p", 0).unwrap_err();
         assert_eq!(e.status, 502);

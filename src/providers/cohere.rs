@@ -456,6 +456,7 @@ fn usage_from(u: &Value) -> Usage {
         prompt_tokens_details: Some(PromptTokensDetails {
             cached_tokens: u["cached_tokens"].as_u64().unwrap_or(0),
         }),
+        cache_creation_input_tokens: 0,
     }
 }
 

@@ -554,6 +554,7 @@ impl WireUsage {
             prompt_tokens_details: Some(PromptTokensDetails {
                 cached_tokens: self.cached_content_token_count.unwrap_or(0),
             }),
+            cache_creation_input_tokens: 0,
         }
     }
 

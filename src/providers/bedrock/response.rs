@@ -25,6 +25,7 @@ fn usage_from(u: &Value) -> Usage {
         prompt_tokens_details: Some(PromptTokensDetails {
             cached_tokens: cached,
         }),
+        cache_creation_input_tokens: n("cacheWriteInputTokens"),
     }
 }
 
