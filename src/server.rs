@@ -120,7 +120,7 @@ async fn accept_loop(
             async move {
                 Ok::<_, Infallible>(match role {
                     Role::Api => pipeline::handle(state, req).await,
-                    Role::Admin => admin(&state, &req),
+                    Role::Admin => admin(&state, &req).await,
                 })
             }
         });
@@ -164,7 +164,7 @@ fn refresh_cooldown_gauges(state: &AppState) {
 }
 
 /// The admin listener: metrics and health. No client data is reachable here.
-fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
+async fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = Error::MethodNotAllowed {
             method: req.method().to_string(),
@@ -184,7 +184,7 @@ fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
                 Bytes::from(state.metrics.render()),
             )
         }
-        "/admin/usage" => return crate::pipeline::budget::admin_usage(state, req.headers()),
+        "/admin/usage" => return crate::pipeline::budget::admin_usage(state, req.headers()).await,
         "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         "/readyz" if state.is_ready() => {
             (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))

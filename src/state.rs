@@ -28,6 +28,8 @@ pub struct AppState {
     pub cache: Cache,
     /// Spend: outside the swapped `Runtime`, so a reload never resets it.
     pub ledger: Arc<crate::ledger::Ledger>,
+    /// Wallets, limits and cooldowns shared with other replicas (`[state] backend = "redis"`).
+    pub shared: Option<Arc<crate::ledger::shared::Shared>>,
     pub tasks: TaskTracker,
     ready: AtomicBool,
 }
@@ -36,15 +38,20 @@ impl AppState {
     pub fn new(runtime: Runtime) -> Result<Arc<Self>, String> {
         let (cache_bytes, cache_ttl) = runtime.cache;
         let ledger = crate::pipeline::budget::open_ledger(&runtime)?;
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let tasks = TaskTracker::new();
+        let shared =
+            crate::pipeline::budget::open_shared(&runtime, &ledger, &tasks, &metrics.spend);
         Ok(Arc::new(Self {
             ledger,
+            shared,
             clients: ArcSwap::from_pointee(Clients::new(&runtime.egress)),
             runtime: ArcSwap::from_pointee(runtime),
-            metrics: Metrics::new().map_err(|e| format!("metrics: {e}"))?,
+            metrics,
             health: Registry::default(),
             retry_budget: RetryBudget::default(),
             cache: Cache::new(cache_bytes, cache_ttl),
-            tasks: TaskTracker::new(),
+            tasks,
             ready: AtomicBool::new(false),
         }))
     }

@@ -8,6 +8,7 @@
 pub mod egress;
 pub mod keys;
 mod secret;
+pub mod shared;
 pub mod spend;
 pub mod validate;
 

@@ -34,4 +34,5 @@ mod mock_provider;
 mod presets;
 mod responses;
 mod routing;
+mod shared;
 mod streaming;
