@@ -63,6 +63,8 @@ impl SharedMetrics {
                 "Batches of spend written back to the shared store after an outage.",
             ))?,
         };
+        // Nothing is down until a shared store fails (the local backend never does).
+        m.up.set(1);
         registry.register(Box::new(m.up.clone()))?;
         registry.register(Box::new(m.errors.clone()))?;
         registry.register(Box::new(m.fallback.clone()))?;
