@@ -132,7 +132,7 @@ async fn accept_loop(
                     Role::Admin if crate::admin::handles(req.uri().path()) => {
                         crate::admin::handle(state, req).await
                     }
-                    Role::Admin => admin(&state, &req),
+                    Role::Admin => admin(&state, &req).await,
                 })
             }
         });
@@ -207,7 +207,7 @@ fn refresh_cooldown_gauges(state: &AppState) {
 }
 
 /// The admin listener: metrics and health. No client data is reachable here.
-fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
+async fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = Error::MethodNotAllowed {
             method: req.method().to_string(),
@@ -227,7 +227,7 @@ fn admin(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
                 Bytes::from(state.metrics.render()),
             )
         }
-        "/admin/usage" => return crate::pipeline::budget::admin_usage(state, req.headers()),
+        "/admin/usage" => return crate::pipeline::budget::admin_usage(state, req.headers()).await,
         "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         "/readyz" if state.is_ready() => {
             (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n"))

@@ -28,6 +28,8 @@ pub struct AppState {
     pub cache: Cache,
     /// Spend: outside the swapped `Runtime`, so a reload never resets it.
     pub ledger: Arc<crate::ledger::Ledger>,
+    /// Wallets, limits and cooldowns shared with other replicas (`[state] backend = "redis"`).
+    pub shared: Option<Arc<crate::ledger::shared::Shared>>,
     pub tasks: TaskTracker,
     /// The audit log's queue (`audit.rs`); its writer starts with `serve`.
     pub audit: crate::audit::Auditor,
@@ -44,8 +46,12 @@ impl AppState {
         metrics.ops.set_config(&runtime);
         let audit =
             crate::audit::Auditor::new(&runtime.ops.audit, metrics.ops.audit_records.clone());
+        let tasks = TaskTracker::new();
+        let shared =
+            crate::pipeline::budget::open_shared(&runtime, &ledger, &tasks, &metrics.spend);
         Ok(Arc::new(Self {
             ledger,
+            shared,
             clients: ArcSwap::from_pointee(Clients::new(&runtime.egress)),
             audit,
             config_path: std::sync::OnceLock::new(),
@@ -54,7 +60,7 @@ impl AppState {
             health: Registry::default(),
             retry_budget: RetryBudget::default(),
             cache: Cache::new(cache_bytes, cache_ttl),
-            tasks: TaskTracker::new(),
+            tasks,
             ready: AtomicBool::new(false),
         }))
     }

@@ -10,6 +10,7 @@ pub mod egress;
 pub mod keys;
 pub mod ops;
 mod secret;
+pub mod shared;
 pub mod spend;
 pub mod validate;
 

@@ -50,10 +50,12 @@ pub enum UnknownPrice {
     Fallback,
 }
 
-/// `[state]`: where spend is persisted.
+/// `[state]`: where spend is persisted, and whether it is shared between replicas.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
+    /// `local` (this process, with the journal in `dir`) or `redis` (shared by replicas).
+    pub backend: Backend,
     /// Directory of the spend journal and snapshot; absent: spend lives in memory only.
     pub dir: Option<PathBuf>,
     /// `batched` (fsync at most `fsync_window_ms` after a settlement) or `always` (fsync
@@ -62,11 +64,23 @@ pub struct StateConfig {
     pub fsync_window_ms: u64,
     /// How often the journal is compacted into the snapshot (also done at shutdown).
     pub snapshot_every_secs: u64,
+    /// `[state.redis]`: the shared store when `backend = "redis"`.
+    pub redis: super::shared::RedisConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Local,
+    Redis,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
+            backend: Backend::Local,
+            redis: super::shared::RedisConfig::default(),
             dir: None,
             fsync: FsyncConfig::Batched,
             fsync_window_ms: 100,
@@ -171,6 +185,8 @@ pub struct Policy {
     pub reject_unknown: bool,
     pub default_max_output: u64,
     pub state: Option<StateSettings>,
+    /// `[state] backend = "redis"`: the shared store's settings.
+    pub shared: Option<super::shared::SharedSettings>,
     /// Token for the admin listener's `/admin/usage`.
     pub admin_token: Option<Secret>,
 }
@@ -413,6 +429,9 @@ pub fn build(
             },
             snapshot_every: Duration::from_secs(s.snapshot_every_secs.max(1)),
         });
+    }
+    if s.backend == Backend::Redis {
+        policy.shared = super::shared::build(&s.redis, env, errs);
     }
     if let Some(var) = &config.server.admin_token_env {
         match env(var) {

@@ -9,10 +9,14 @@
 //! budget applies at once to the spend already recorded.
 //!
 //! Settlements are journaled (`journal.rs`); periods are calendar arithmetic (`period.rs`).
-//! Time comes from an injectable [`Clock`] so tests can move it.
+//! Time comes from an injectable [`Clock`] so tests can move it. Wallets shared by replicas
+//! through Redis are in `shared.rs` (with the store in `redis.rs`); this ledger is then the
+//! fallback a replica serves on while the store is unreachable.
 
 pub mod journal;
 pub mod period;
+pub mod redis;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -135,7 +139,7 @@ pub struct Alert {
 }
 
 /// A wallet's standing, for reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Standing {
     pub spent: u64,
     pub reserved: u64,
@@ -363,6 +367,20 @@ impl Ledger {
         })
     }
 
+    /// Raises a wallet's spend in the period starting `period_start` to `spent` if it is
+    /// lower: what the shared store reported, so a fallback to this ledger starts from it.
+    pub fn observe(&self, w: &WalletSpec, period_start: i64, spent: u64) {
+        let a = self.account(&w.id);
+        let mut s = match a.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.roll(&w.calendar, self.clock.now_secs());
+        if s.total.period_start == period_start && s.total.spent < spent {
+            s.total.spent = spent;
+        }
+    }
+
     /// A wallet's standing now (rolled into the current period).
     pub fn standing(&self, w: &WalletSpec) -> Standing {
         let a = self.account(&w.id);
@@ -435,6 +453,9 @@ pub struct Hold {
 pub struct Settled {
     pub cost: u64,
     pub alerts: Vec<Alert>,
+    /// The first (the project's) wallet's spend in its period after this settlement, when
+    /// known.
+    pub spent: Option<u64>,
 }
 
 impl Hold {
@@ -460,6 +481,7 @@ impl Hold {
         let now = now_ms.div_euclid(1000);
         let mut charged = Vec::with_capacity(self.wallets.len());
         let mut alerts = Vec::new();
+        let mut first_spent = None;
         for (w, a) in self.wallets.iter().zip(&self.accounts) {
             let mut s = match a.state.lock() {
                 Ok(g) => g,
@@ -478,6 +500,7 @@ impl Hold {
                 s.total.charge(start, cost);
                 charged.push((w.id.clone(), start));
             }
+            first_spent.get_or_insert(s.total.spent);
             if let Some(limit) = w.limit.filter(|l| *l > 0) {
                 for (i, t) in w.alerts.iter().enumerate().take(64) {
                     let bit = 1u64 << i;
@@ -500,7 +523,11 @@ impl Hold {
                 w: charged,
             });
         }
-        Settled { cost, alerts }
+        Settled {
+            cost,
+            alerts,
+            spent: first_spent,
+        }
     }
 }
 

@@ -15,8 +15,9 @@
 //! strings the relay passed on, capped at the reservation) for streams, and the reserved
 //! output for buffered responses; an upstream error that produced nothing costs nothing.
 //!
-//! Also here: the spend metrics, the ledger's background flusher and compactor, and the usage
-//! report behind `/admin/usage` and `gateway budget`.
+//! Also here: the spend metrics, the ledger's background flusher and compactor (and, with
+//! `[state] backend = "redis"`, the shared store's monitor and cooldown listener), and the
+//! usage report behind `/admin/usage` and `gateway budget`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,8 @@ use crate::config::spend::{Policy, ProjectSpend};
 use crate::config::validate::{glob_match, Caller};
 use crate::config::Runtime;
 use crate::error::{Error, SpendRefusal};
-use crate::ledger::{self, Clock, Denial, Hold, Ledger, Standing, WalletSpec};
+use crate::ledger::shared::{Refused, Shared, SharedMetrics, SpendHold};
+use crate::ledger::{self, Clock, Denial, Ledger, Standing, WalletSpec};
 use crate::pricing::{Price, Tokens, NANOS_PER_USD};
 use crate::state::AppState;
 
@@ -49,7 +51,7 @@ const MIN_CLAMPED_OUTPUT: u64 = 16;
 /// What a request reserved, kept in the request context until it settles.
 #[derive(Debug)]
 pub struct Admitted {
-    hold: Hold,
+    hold: SpendHold,
     project: Arc<ProjectSpend>,
     /// Deployment id -> price, for every candidate of the plan.
     prices: Vec<(String, Price)>,
@@ -72,7 +74,7 @@ pub enum Body<'a> {
 }
 
 /// Stage 3. On success the reservation is in `ctx` (settled by `Ctx::finish`).
-pub(super) fn admit(
+pub(super) async fn admit(
     state: &Arc<AppState>,
     rt: &Runtime,
     caller: &Caller,
@@ -238,22 +240,25 @@ pub(super) fn admit(
     if let Some(k) = project.keys.get(&caller.key_id) {
         wallets.push(k.clone());
     }
-    let ledger = &state.ledger;
-    let mut result = ledger.reserve(&wallets, worst(output), prompt_reserved + output);
-    if let (Err(Denial::Budget { .. }), Body::Chat(c), true) = (&result, &mut req, project.clamp) {
-        let fits = ledger
-            .available(&wallets)
-            .map_or(output, affordable)
-            .min(output);
+    let mut result = reserve(state, &wallets, worst(output), prompt_reserved + output).await;
+    if let (Err(Refused::Denied(Denial::Budget { .. })), Body::Chat(c), true) =
+        (&result, &mut req, project.clamp)
+    {
+        let available = match &state.shared {
+            Some(s) => s.available(&wallets).await,
+            None => state.ledger.available(&wallets),
+        };
+        let fits = available.map_or(output, affordable).min(output);
         if fits >= MIN_CLAMPED_OUTPUT {
             set_max(c, fits);
             output = fits;
-            result = ledger.reserve(&wallets, worst(output), prompt_reserved + output);
+            result = reserve(state, &wallets, worst(output), prompt_reserved + output).await;
         }
     }
     let hold = match result {
         Ok(h) => h,
-        Err(d) => return Err(denied(state, name, d)),
+        Err(Refused::Denied(d)) => return Err(denied(state, name, d)),
+        Err(Refused::Unavailable) => return Err(refuse("shared_state_unavailable", unavailable())),
     };
     ctx.spend = Some(Admitted {
         hold,
@@ -264,6 +269,35 @@ pub(super) fn admit(
         output_reserved: output,
     });
     Ok(())
+}
+
+/// Reserves in the shared store if there is one, else in this replica's ledger.
+async fn reserve(
+    state: &AppState,
+    wallets: &[Arc<WalletSpec>],
+    cost: u64,
+    tokens: u64,
+) -> Result<SpendHold, Refused> {
+    match &state.shared {
+        Some(s) => s.reserve(wallets, cost, tokens).await,
+        None => state
+            .ledger
+            .reserve(wallets, cost, tokens)
+            .map(SpendHold::Local)
+            .map_err(Refused::Denied),
+    }
+}
+
+/// The shared store is unreachable and the operator chose to fail closed.
+fn unavailable() -> SpendRefusal {
+    SpendRefusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "server_error",
+        code: "shared_state_unavailable",
+        message: "spend limits cannot be checked: the shared state store is unreachable and this gateway is set to fail closed; retry shortly".into(),
+        param: None,
+        retry_after: Some(1),
+    }
 }
 
 fn invalid(code: &'static str, param: &'static str, message: String) -> SpendRefusal {
@@ -437,8 +471,7 @@ pub(super) fn settle(ctx: &mut Ctx, status: u16, usage: Option<&Usage>) -> Optio
     } else {
         price.cost_nanos(&tokens)
     };
-    let project = a.project.clone();
-    let settled = a.hold.settle(cost, total);
+    let project = a.project;
     let m = &ctx.state.metrics.spend;
     let pname = project.wallet.id.as_str();
     if cost > 0 {
@@ -450,11 +483,21 @@ pub(super) fn settle(ctx: &mut Ctx, status: u16, usage: Option<&Usage>) -> Optio
             ])
             .inc_by(cost as f64 / NANOS_PER_USD);
     }
-    if let Some(limit) = project.wallet.limit {
-        let s = ctx.state.ledger.standing(&project.wallet);
+    let state = ctx.state.clone();
+    a.hold
+        .settle(cost, total, move |s| after_settlement(&state, &project, s));
+    Some(cost)
+}
+
+/// The remaining-budget gauge and the alerts of a settlement (for a shared wallet, once the
+/// store answered).
+fn after_settlement(state: &AppState, project: &ProjectSpend, settled: ledger::Settled) {
+    let m = &state.metrics.spend;
+    let pname = project.wallet.id.as_str();
+    if let (Some(limit), Some(spent)) = (project.wallet.limit, settled.spent) {
         m.remaining
             .with_label_values(&[pname])
-            .set(limit.saturating_sub(s.spent) as f64 / NANOS_PER_USD);
+            .set(limit.saturating_sub(spent) as f64 / NANOS_PER_USD);
     }
     for alert in settled.alerts {
         let threshold = format!("{}", alert.threshold);
@@ -468,7 +511,6 @@ pub(super) fn settle(ctx: &mut Ctx, status: u16, usage: Option<&Usage>) -> Optio
             "budget alert threshold crossed"
         );
     }
-    Some(cost)
 }
 
 /// Adds `x-gateway-cost-usd` to a non-streaming response.
@@ -520,6 +562,7 @@ pub struct SpendMetrics {
     pub ratelimit: IntCounterVec,
     pub cache_saved: CounterVec,
     pub alerts: IntCounterVec,
+    pub shared: SharedMetrics,
 }
 
 impl SpendMetrics {
@@ -567,6 +610,7 @@ impl SpendMetrics {
                 ),
                 &["project", "threshold"],
             )?,
+            shared: SharedMetrics::register(registry)?,
         };
         registry.register(Box::new(m.cost_usd.clone()))?;
         registry.register(Box::new(m.remaining.clone()))?;
@@ -602,8 +646,24 @@ pub fn open_ledger(rt: &Runtime) -> Result<Arc<Ledger>, String> {
     Ok(Arc::new(ledger))
 }
 
-/// The ledger's background work (batched fsync, periodic compaction); `stop` flushes and
-/// compacts once more.
+/// The shared store for `rt` when `[state] backend = "redis"` (connected on first use).
+pub fn open_shared(
+    rt: &Runtime,
+    ledger: &Arc<Ledger>,
+    tasks: &tokio_util::task::TaskTracker,
+    metrics: &SpendMetrics,
+) -> Option<Arc<Shared>> {
+    let settings = rt.spend.shared.clone()?;
+    Some(Shared::new(
+        settings,
+        ledger.clone(),
+        tasks.clone(),
+        metrics.shared.clone(),
+    ))
+}
+
+/// The ledger's background work (batched fsync, periodic compaction; with a shared store, its
+/// monitor and the cooldown listener); `stop` flushes and compacts once more.
 pub struct Background {
     stop: CancellationToken,
     state: Arc<AppState>,
@@ -637,6 +697,19 @@ pub fn start_background(state: &Arc<AppState>) -> Background {
                 }
             }
         });
+    }
+    if let Some(shared) = &state.shared {
+        state
+            .tasks
+            .spawn(shared.clone().monitor(stop.child_token()));
+        let st = state.clone();
+        state.tasks.spawn(
+            shared
+                .clone()
+                .listen_cooldowns(stop.child_token(), move |name, d| {
+                    st.health.get(name).cool_down(d)
+                }),
+        );
     }
     Background {
         stop,
@@ -725,8 +798,9 @@ pub fn report(
     out
 }
 
-/// `GET /admin/usage` on the admin listener: the live report, behind the admin token.
-pub fn admin_usage(state: &AppState, headers: &HeaderMap) -> Response<crate::body::Body> {
+/// `GET /admin/usage` on the admin listener: the live report (from the shared store when there
+/// is one), behind the admin token.
+pub async fn admin_usage(state: &AppState, headers: &HeaderMap) -> Response<crate::body::Body> {
     let rt = state.runtime();
     let Some(token) = &rt.spend.admin_token else {
         return json_response(
@@ -752,13 +826,42 @@ pub fn admin_usage(state: &AppState, headers: &HeaderMap) -> Response<crate::bod
         );
     }
     let now = state.ledger.clock.now_secs();
-    let wallets = report(&rt, now, &|w| state.ledger.standing(w));
+    let wallets = match &state.shared {
+        None => report(&rt, now, &|w| state.ledger.standing(w)),
+        Some(shared) => {
+            let specs = wallet_specs(&rt);
+            match shared.standings(&specs).await {
+                Ok(found) => {
+                    let by_id: std::collections::HashMap<&str, Standing> =
+                        specs.iter().map(|w| w.id.as_str()).zip(found).collect();
+                    report(&rt, now, &|w| {
+                        by_id.get(w.id.as_str()).cloned().unwrap_or_default()
+                    })
+                }
+                Err(_) => {
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"error": {"message": "the shared state store is unreachable", "type": "server_error", "param": null, "code": "shared_state_unavailable"}}),
+                    )
+                }
+            }
+        }
+    };
     let body = json!({
         "generated_at": ledger::period::rfc3339(now),
         "price_table_date": crate::pricing::TABLE_DATE,
         "wallets": wallets,
     });
     json_response(StatusCode::OK, &body)
+}
+
+/// Every configured wallet (projects and their keys).
+fn wallet_specs(rt: &Runtime) -> Vec<&WalletSpec> {
+    rt.spend
+        .projects
+        .values()
+        .flat_map(|p| std::iter::once(&*p.wallet).chain(p.keys.values().map(|k| &**k)))
+        .collect()
 }
 
 fn error_body(message: &str, code: &str) -> Value {
@@ -789,8 +892,33 @@ pub fn standing_on_disk(folded: &ledger::Folded, w: &WalletSpec, now: i64) -> St
     }
 }
 
-/// The `gateway budget` table, from the state directory (read without locking the server).
+/// The `gateway budget` table, from the shared store with `backend = "redis"`, else from the
+/// state directory (read without locking the server).
 pub fn print_report(rt: &Runtime, out: &mut impl std::io::Write) -> std::io::Result<bool> {
+    if let Some(settings) = &rt.spend.shared {
+        let now = Clock::system().now_secs();
+        let specs = wallet_specs(rt);
+        let store = ledger::redis::Store::new(settings.clone());
+        let found = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(std::io::Error::other)?
+            .block_on(store.standings(&specs, now));
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                writeln!(out, "cannot read the shared state store: {e}")?;
+                return Ok(false);
+            }
+        };
+        let by_id: std::collections::HashMap<&str, Standing> =
+            specs.iter().map(|w| w.id.as_str()).zip(found).collect();
+        let rows = report(rt, now, &|w| {
+            by_id.get(w.id.as_str()).cloned().unwrap_or_default()
+        });
+        print_rows(out, &rows)?;
+        return Ok(true);
+    }
     let folded = match &rt.spend.state {
         Some(s) => match ledger::journal::read_state(&s.dir) {
             Ok(f) => f,
@@ -810,24 +938,7 @@ pub fn print_report(rt: &Runtime, out: &mut impl std::io::Write) -> std::io::Res
     };
     let now = Clock::system().now_secs();
     let rows = report(rt, now, &|w| standing_on_disk(&folded, w, now));
-    let money = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("${v:.4}"));
-    writeln!(
-        out,
-        "{:<32} {:<8} {:>12} {:>12} {:>12} {:<21}",
-        "WALLET", "PERIOD", "SPENT", "LIMIT", "REMAINING", "RESETS"
-    )?;
-    for r in &rows {
-        writeln!(
-            out,
-            "{:<32} {:<8} {:>12} {:>12} {:>12} {:<21}",
-            r.wallet,
-            r.period,
-            money(Some(r.spent_usd)),
-            money(r.limit_usd),
-            money(r.remaining_usd),
-            r.resets_at.as_deref().unwrap_or("never"),
-        )?;
-    }
+    print_rows(out, &rows)?;
     let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.wallet.as_str()).collect();
     for (id, t) in &folded.wallets {
         if !known.contains(id.as_str()) {
@@ -846,6 +957,28 @@ pub fn print_report(rt: &Runtime, out: &mut impl std::io::Write) -> std::io::Res
         )?;
     }
     Ok(true)
+}
+
+fn print_rows(out: &mut impl std::io::Write, rows: &[WalletReport]) -> std::io::Result<()> {
+    let money = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("${v:.4}"));
+    writeln!(
+        out,
+        "{:<32} {:<8} {:>12} {:>12} {:>12} {:<21}",
+        "WALLET", "PERIOD", "SPENT", "LIMIT", "REMAINING", "RESETS"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<32} {:<8} {:>12} {:>12} {:>12} {:<21}",
+            r.wallet,
+            r.period,
+            money(Some(r.spent_usd)),
+            money(r.limit_usd),
+            money(r.remaining_usd),
+            r.resets_at.as_deref().unwrap_or("never"),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

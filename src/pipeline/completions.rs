@@ -128,7 +128,7 @@ pub(super) async fn completions(
         body: budget::Body::Chat(&mut priced),
         prompt_estimate: needs.prompt_tokens,
     };
-    budget::admit(&state, &rt, &caller, &model, &plan, budget_req, ctx)?;
+    budget::admit(&state, &rt, &caller, &model, &plan, budget_req, ctx).await?;
     match priced.extra.get("max_tokens").and_then(Value::as_u64) {
         Some(n) if n != limit => {
             req.extra.insert("max_tokens".into(), n.into());

@@ -528,7 +528,7 @@ async fn run_chat(
         body: budget::Body::Chat(&mut chat),
         prompt_estimate: needs.prompt_tokens,
     };
-    budget::admit(&state, &rt, &caller, &model, &plan, req, ctx)?;
+    budget::admit(&state, &rt, &caller, &model, &plan, req, ctx).await?;
     let mut payload = Payload::Chat(chat);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;
@@ -643,7 +643,7 @@ async fn embeddings(
         prompt_estimate: emb.input.to_string().len().div_ceil(4) as u64,
         body: budget::Body::Embeddings(&emb),
     };
-    budget::admit(&state, &rt, &caller, &model, &plan, req, ctx)?;
+    budget::admit(&state, &rt, &caller, &model, &plan, req, ctx).await?;
     let mut payload = Payload::Embeddings(emb);
     let (upstream, target) =
         retry::run(&state, &rt, plan, &mut payload, &headers, ctx, &model).await?;

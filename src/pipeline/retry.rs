@@ -382,6 +382,9 @@ pub(super) async fn run(
                     if let Some(k) = key {
                         let rest = retry_after.unwrap_or(routing.cooldown).min(MAX_COOLDOWN);
                         state.health.key(&target.provider.pool, k).cool_down(rest);
+                        if let Some(shared) = &state.shared {
+                            shared.publish_cooldown(&format!("{}#{k}", target.provider.pool), rest);
+                        }
                     }
                 }
                 // With other keys in the pool, a key's rate limit is not the deployment's.
@@ -390,7 +393,14 @@ pub(super) async fn run(
                 } else {
                     retry_after.map(|d| d.min(MAX_COOLDOWN))
                 };
-                if admission.failed(routing, deployment_wait) && target.group.is_some() {
+                let tripped = admission.failed(routing, deployment_wait);
+                if let (true, Some(shared)) = (tripped, &state.shared) {
+                    // Every replica benches the deployment, not only the one that saw it fail.
+                    if let Some(d) = state.health.get(&target.deployment).cooling_for() {
+                        shared.publish_cooldown(&target.deployment, d);
+                    }
+                }
+                if tripped && target.group.is_some() {
                     metrics
                         .cooldown
                         .with_label_values(&[&target.deployment])

@@ -38,5 +38,6 @@ mod reload;
 mod report;
 mod responses;
 mod routing;
+mod shared;
 mod streaming;
 mod tls;

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+pub mod redis;
 pub mod tls;
 
 /// The virtual key every test config accepts unless it says otherwise.
