@@ -1,21 +1,21 @@
-//! The keyword automaton and the phrase-driven detectors.
+//! The keyword automaton: every literal the engine cares about, found in one pass.
 //!
-//! One Aho-Corasick automaton (ASCII case-insensitive, leftmost-longest) holds every literal
-//! the engine cares about: context words that raise a nearby finding's confidence ("ssn",
-//! "passport", "routing number"), words that lower it ("order", "invoice", "version"),
-//! anchors that start a format (`@`, `sk-ant-`, `-----BEGIN`), cues for names ("my name is",
-//! "Dear", "Dr."), birth-date cues in several languages, street-type words, and the shipped
-//! given-name and surname lists. The text is walked once; each detector reads the hits.
-//!
-//! Regexes are compiled here once and only run on small windows next to a cue.
+//! Context words that raise a nearby finding's confidence ("ssn", "passport", "routing
+//! number"), words that lower it ("order", "invoice", "version"), anchors that start a format
+//! (`@`, `sk-ant-`, `-----BEGIN`), cues for names ("my name is", "Dear", "Dr."), birth-date cues
+//! in several languages and street-type words sit in one Aho-Corasick DFA (ASCII
+//! case-insensitive, leftmost-longest). The shipped given-name and surname lists are kept out of
+//! it: a name only counts when capitalised, so a second, anchored automaton is tried at
+//! capitalised word starts only, and common words that are also names ("He", "Ma", "Will")
+//! cost nothing in lower-case prose. `boost` applies the context words to findings;
+//! `phrases.rs` reads the cues.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 use std::collections::HashMap;
 
 use super::anchors::Anchor;
 use super::names;
-use super::{ceil_char, floor_char, Entity, Finding, Kind};
+use super::{Entity, Finding, Kind};
 
 /// Why a keyword is in the automaton.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -683,53 +683,57 @@ fn keywords() -> Vec<(&'static str, Vec<Role>)> {
     k
 }
 
-pub struct Context {
+/// The keyword automaton and the name lists.
+pub struct Keywords {
     ac: AhoCorasick,
     roles: Vec<Vec<Role>>,
-    date: Regex,
-    addr_en: Regex,
-    addr_suffix: Regex,
-    addr_prefix: Regex,
-    addr_fr: Regex,
-    stop: std::collections::HashSet<&'static str>,
-    ambiguous: std::collections::HashSet<&'static str>,
-    particles: std::collections::HashSet<&'static str>,
+    /// Given names and surnames, searched anchored at capitalised word starts.
+    names: AhoCorasick,
+    /// Roles of each name (plus the keyword roles of a name that is also a keyword).
+    name_roles: Vec<Vec<Role>>,
+    /// Lower-case words a listed name may start with (`das`, `de Jong`): tried too.
+    lower_starts: Vec<&'static str>,
 }
 
-const MONTHS: &str = "january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|januar|februar|märz|maerz|mai|juni|juli|oktober|dezember|janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|września|wrzesnia|października|pazdziernika|listopada|grudnia|janeiro|fevereiro|março|maio|junho|julho|setembro|outubro|novembro|dezembro|januari|februari|maart|mei|augustus";
-
-fn re(p: &str) -> Result<Regex, String> {
-    Regex::new(p).map_err(|e| format!("built-in pattern: {e}"))
-}
-
-impl Context {
+impl Keywords {
     pub fn new() -> Result<Self, String> {
         let mut merged: HashMap<String, Vec<Role>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
-        let mut add = |w: &str, roles: &[Role]| {
+        for (w, roles) in keywords() {
             let key = w.to_lowercase();
             let slot = merged.entry(key.clone()).or_insert_with(|| {
                 order.push(key.clone());
                 Vec::new()
             });
             for r in roles {
-                if !slot.contains(r) {
-                    slot.push(*r);
+                if !slot.contains(&r) {
+                    slot.push(r);
                 }
             }
-        };
-        for (w, roles) in keywords() {
-            add(w, &roles);
         }
-        for n in names::FIRST {
-            add(n, &[Role::First]);
-        }
-        for n in names::LAST {
-            add(n, &[Role::Last]);
+        let mut name_merged: HashMap<String, Vec<Role>> = HashMap::new();
+        let mut name_order: Vec<String> = Vec::new();
+        let listed = names::FIRST
+            .iter()
+            .map(|n| (n, Role::First))
+            .chain(names::LAST.iter().map(|n| (n, Role::Last)));
+        for (n, role) in listed {
+            let key = n.to_lowercase();
+            let slot = name_merged.entry(key.clone()).or_insert_with(|| {
+                name_order.push(key.clone());
+                merged.get(&key).cloned().unwrap_or_default()
+            });
+            if !slot.contains(&role) {
+                slot.push(role);
+            }
         }
         let roles: Vec<Vec<Role>> = order
             .iter()
             .map(|k| merged.remove(k).unwrap_or_default())
+            .collect();
+        let name_roles: Vec<Vec<Role>> = name_order
+            .iter()
+            .map(|k| name_merged.remove(k).unwrap_or_default())
             .collect();
         let ac = AhoCorasickBuilder::new()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
@@ -737,36 +741,38 @@ impl Context {
             .match_kind(MatchKind::LeftmostLongest)
             .build(&order)
             .map_err(|e| format!("keyword automaton: {e}"))?;
-        let cap = r"\p{Lu}(?:\p{Ll}|['’])[\p{L}'’.\-]*";
-        let en_types = "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Close|Crescent|Highway|Hwy|Parkway|Pkwy|Square|Sq|Circle|Cir|Trail|Row|Gardens|Mews|Grove|Hill|Walk|Green|Park|Parade|Plaza";
-        let tail_city = format!(
-            r"(?:,\s*{cap}(?: {cap}){{0,2}})?(?:,? (?:[A-Z]{{1,2}}\d[A-Z\d]? ?\d[A-Z]{{2}}|[A-Z]\d[A-Z] ?\d[A-Z]\d|[A-Z]{{2}} \d{{5}}(?:-\d{{4}})?|\d{{5}}(?:-\d{{4}})?|[A-Z]{{2}}\b))?"
-        );
+        let names = AhoCorasickBuilder::new()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .start_kind(StartKind::Anchored)
+            .build(&name_order)
+            .map_err(|e| format!("name automaton: {e}"))?;
+        let mut lower_starts: Vec<&'static str> = names::FIRST
+            .iter()
+            .chain(names::LAST)
+            .filter(|n| n.starts_with(|c: char| c.is_lowercase()))
+            .map(|n| n.split(' ').next().unwrap_or(n))
+            .chain(
+                names::PARTICLES
+                    .iter()
+                    .copied()
+                    .filter(|p| name_order.iter().any(|k| k == p)),
+            )
+            .collect();
+        lower_starts.sort_unstable();
+        lower_starts.dedup();
         Ok(Self {
             ac,
             roles,
-            date: re(&format!(
-                r"(?i)\b(?:\d{{1,2}}[./-]\d{{1,2}}[./-](?:19|20)?\d{{2}}|(?:19|20)\d{{2}}[./-]\d{{1,2}}[./-]\d{{1,2}}|\d{{1,2}}(?:st|nd|rd|th|er|º|\.)?\s*(?:de\s+)?(?:{MONTHS})\.?,?\s+(?:de\s+)?(?:19|20)\d{{2}}|(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d{{2}})\b"
-            ))?,
-            addr_en: re(&format!(
-                r"\b\d{{1,5}}[A-Za-z]?(?:-\d{{1,4}})?,?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:(?:{cap}|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}(?:{en_types})\b\.?(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|#)\.?\s*#?[0-9A-Za-z]{{1,6}})?{tail_city}"
-            ))?,
-            addr_suffix: re(&format!(
-                r"(?:\b\p{{Lu}}[\p{{L}}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|gracht|laan|plein|straat|steeg|kade|singel)|\b{cap}\s+(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm))\s+\d{{1,4}}\s?[a-zA-Z]?\b(?:,?\s+(?:D-|A-|CH-)?\d{{4}}(?:\d|\s?[A-Z]{{2}})?\s+{cap}(?: {cap})?)?"
-            ))?,
-            addr_prefix: re(&format!(
-                r"(?:\b(?i:calle|avenida|avda\.?|av\.|plaza|pza\.|paseo|carrer|camino|ronda|via|viale|piazza|piazzale|corso|largo|vicolo|rua|travessa|praça|alameda|ul\.|ulica|al\.|aleja|os\.|pl\.)|\b(?i:c/))\s*(?:(?i:de|del|la|las|los|di|della|dei|delle|da|do|dos|das|degli|san|santa)\s+)*{cap}(?:\s+(?:(?i:de|del|la|di|della|da|do|dos)\s+)?{cap}){{0,3}},?\s*(?:n[º°o.]\s*)?\d{{1,4}}[A-Za-z]?\b(?:(?:,\s*|\s+)\d{{1,2}}º?\s?[A-Za-z]?\b)?(?:,?\s+(?:\d{{2}}-?\d{{3}}|\d{{4}}-\d{{3}})\s+{cap}(?: {cap})?)?"
-            ))?,
-            addr_fr: re(&format!(
-                r"\b\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|boulevard|bd|place|chemin|allée|allee|impasse|quai|route|cours)\s+(?:(?i:de la|de|du|des|la|le)\s+|(?i:l'|d'|l’|d’))*{cap}(?:\s+(?:(?i:de|du|des|la|le)\s+)?{cap}){{0,3}}(?:,?\s+\d{{5}}\s+{cap}(?:[ \-]{cap})?)?"
-            ))?,
-            stop: names::STOPWORDS.iter().copied().collect(),
-            ambiguous: names::AMBIGUOUS.iter().copied().collect(),
-            particles: names::PARTICLES.iter().copied().collect(),
+            names,
+            name_roles,
+            lower_starts,
         })
     }
 
-    /// Every keyword occurrence at word boundaries (anchors excepted), in text order.
+    /// Every keyword occurrence at word boundaries (anchors excepted), in text order; listed
+    /// names are reported where a capitalised word (or a lower-case name particle) starts.
     pub fn hits<'a>(&'a self, text: &str) -> Vec<Hit<'a>> {
         let b = text.as_bytes();
         let mut out = Vec::new();
@@ -778,14 +784,8 @@ impl Context {
             let anchor = roles
                 .iter()
                 .any(|r| matches!(r, Role::Anchor(_) | Role::Street(Street::Suffix)));
-            if !anchor {
-                let left = m.start() == 0 || !is_word_byte(b[m.start() - 1]);
-                let right = m.end() >= b.len()
-                    || !is_word_byte(b[m.end()])
-                    || !is_word_byte(b[m.end() - 1]);
-                if !left || !right {
-                    continue;
-                }
+            if !anchor && !bounded(b, m.start(), m.end()) {
+                continue;
             }
             out.push(Hit {
                 start: m.start(),
@@ -793,12 +793,86 @@ impl Context {
                 roles,
             });
         }
+        self.add_names(text, &mut out);
         out
     }
 
+    /// Merges the listed names into `hits` (text order). Where a name and a keyword overlap,
+    /// the earlier, then the longer, wins, as in one leftmost-longest pass; a keyword on
+    /// exactly the name's span is replaced by the name, whose roles include the keyword's.
+    fn add_names<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
+        let b = text.as_bytes();
+        let mut found: Vec<Hit<'a>> = Vec::new();
+        let mut p = 0;
+        while p < b.len() {
+            let c = b[p];
+            if !is_word_byte(c) {
+                p += 1;
+                continue;
+            }
+            let word_end = p + b[p..]
+                .iter()
+                .position(|&c| !is_word_byte(c))
+                .unwrap_or(b.len() - p);
+            let try_here = c.is_ascii_uppercase()
+                || c >= 0x80
+                || (c.is_ascii_lowercase()
+                    && self
+                        .lower_starts
+                        .iter()
+                        .any(|s| b[p..word_end].eq_ignore_ascii_case(s.as_bytes())));
+            if try_here {
+                let input = Input::new(text).range(p..).anchored(Anchored::Yes);
+                if let Ok(Some(m)) = self.names.try_find(input) {
+                    if bounded(b, m.start(), m.end()) {
+                        if let Some(roles) = self.name_roles.get(m.pattern().as_usize()) {
+                            found.push(Hit {
+                                start: m.start(),
+                                end: m.end(),
+                                roles,
+                            });
+                        }
+                    }
+                }
+            }
+            p = word_end;
+        }
+        if found.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(hits);
+        hits.reserve(keys.len() + found.len());
+        let (mut i, mut j) = (0, 0);
+        while i < keys.len() || j < found.len() {
+            let next = match (keys.get(i), found.get(j)) {
+                (Some(k), Some(n))
+                    if (n.start, std::cmp::Reverse(n.end))
+                        <= (k.start, std::cmp::Reverse(k.end)) =>
+                {
+                    j += 1;
+                    *n
+                }
+                (Some(k), _) => {
+                    i += 1;
+                    *k
+                }
+                (None, Some(n)) => {
+                    j += 1;
+                    *n
+                }
+                (None, None) => break,
+            };
+            match hits.last() {
+                Some(last) if next.start < last.end => {
+                    // Overlap: the kept one started earlier or is at least as long.
+                }
+                _ => hits.push(next),
+            }
+        }
+    }
+
     /// Raises or lowers the confidence of `findings` by the context words around them.
-    pub fn boost(&self, text: &str, hits: &[Hit], findings: &mut [Finding]) {
-        let _ = text;
+    pub fn boost(&self, hits: &[Hit], findings: &mut [Finding]) {
         if hits.is_empty() {
             return;
         }
@@ -857,220 +931,16 @@ impl Context {
             f.confidence = c.clamp(0.0, 1.0);
         }
     }
-
-    /// The phrase-driven detectors: birth dates, street addresses, person names.
-    pub fn detect(&self, text: &str, hits: &[Hit], out: &mut Vec<Finding>) {
-        for (i, h) in hits.iter().enumerate() {
-            for r in h.roles {
-                match r {
-                    Role::Birth => self.birth(text, h, out),
-                    Role::Street(s) => self.street(text, h, *s, out),
-                    Role::Cue(c) => self.cue(text, hits, h, *c, out),
-                    Role::First => self.first_name(text, hits, i, h, out),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    fn birth(&self, text: &str, h: &Hit, out: &mut Vec<Finding>) {
-        let hi = floor_char(text, (h.end + 48).min(text.len()));
-        if let Some(m) = self.date.find(&text[h.end..hi]) {
-            if m.start() <= 24 {
-                out.push(Finding::new(
-                    Entity::DateOfBirth,
-                    h.end + m.start(),
-                    h.end + m.end(),
-                    0.9,
-                ));
-                return;
-            }
-        }
-        let lo = ceil_char(text, h.start.saturating_sub(32));
-        if let Some(m) = self.date.find_iter(&text[lo..h.start]).last() {
-            if h.start - (lo + m.end()) <= 8 {
-                out.push(Finding::new(
-                    Entity::DateOfBirth,
-                    lo + m.start(),
-                    lo + m.end(),
-                    0.8,
-                ));
-            }
-        }
-    }
-
-    fn street(&self, text: &str, h: &Hit, s: Street, out: &mut Vec<Finding>) {
-        let (back, fwd, rx) = match s {
-            Street::En => (72, 64, &self.addr_en),
-            Street::Suffix => (40, 64, &self.addr_suffix),
-            Street::Prefix => (4, 110, &self.addr_prefix),
-            Street::Fr => (16, 96, &self.addr_fr),
-        };
-        let lo = ceil_char(text, h.start.saturating_sub(back));
-        let hi = floor_char(text, (h.end + fwd).min(text.len()));
-        let w = &text[lo..hi];
-        // Every convention has a house number; no digit near the cue, no regex.
-        if !w.bytes().any(|c| c.is_ascii_digit()) {
-            return;
-        }
-        for m in rx.find_iter(w) {
-            let (ms, me) = (lo + m.start(), lo + m.end());
-            if ms <= h.start && me >= h.end {
-                out.push(Finding::new(Entity::StreetAddress, ms, me, 0.85));
-                return;
-            }
-        }
-    }
-
-    /// Reads up to three capitalised name words from `p` (name particles allowed between).
-    /// Returns (start, end, words, first word is a listed given name).
-    fn name_at(
-        &self,
-        text: &str,
-        hits: &[Hit],
-        mut p: usize,
-        allow_caps: bool,
-    ) -> Option<(usize, usize, usize, bool)> {
-        let mut words = 0;
-        let mut start = None;
-        let mut end = p;
-        let mut listed = false;
-        let mut pending_particle: Option<usize> = None;
-        while words < 3 && p < text.len() {
-            let rest = &text[p..];
-            let wl = rest
-                .char_indices()
-                .find(|(_, c)| !(c.is_alphabetic() || *c == '\'' || *c == '’' || *c == '-'))
-                .map_or(rest.len(), |(i, _)| i);
-            let w = &rest[..wl];
-            let mut chars = w.chars();
-            let Some(first) = chars.next() else {
-                break;
-            };
-            let is_cap = first.is_uppercase()
-                && w.chars().count() >= 2
-                && (chars.clone().all(|c| !c.is_uppercase() || c == '\'')
-                    || (allow_caps && w.chars().all(|c| c.is_uppercase()))
-                    || w.starts_with("Mc")
-                    || w.starts_with("Mac")
-                    || w.starts_with("O'"));
-            if is_cap && !self.stop.contains(w) {
-                if start.is_none() {
-                    start = Some(p);
-                    listed = hits
-                        .iter()
-                        .any(|h| h.start == p && h.end == p + wl && h.roles.contains(&Role::First));
-                }
-                words += 1;
-                end = p + wl;
-                pending_particle = None;
-            } else if start.is_some() && self.particles.contains(w) && pending_particle.is_none() {
-                pending_particle = Some(p);
-            } else {
-                break;
-            }
-            p += wl;
-            // One space (or a hyphen already inside the word) between parts of a name.
-            if text[p..].starts_with(' ') {
-                p += 1;
-            } else {
-                break;
-            }
-        }
-        start.map(|s| (s, end, words, listed))
-    }
-
-    fn cue(&self, text: &str, hits: &[Hit], h: &Hit, c: Cue, out: &mut Vec<Finding>) {
-        let b = text.as_bytes();
-        let mut p = h.end;
-        let mut saw_break = false;
-        let limit = (p + 6).min(b.len());
-        while p < limit
-            && matches!(
-                b[p],
-                b' ' | b',' | b'.' | b'!' | b'\n' | b'\r' | b'\t' | b'-' | b':'
-            )
-        {
-            if matches!(b[p], b',' | b'\n' | b'!') {
-                saw_break = true;
-            }
-            p += 1;
-        }
-        if p >= b.len() || !text.is_char_boundary(p) {
-            return;
-        }
-        if c == Cue::Title
-            && !(h.end - h.start <= 4 || b[h.end - 1] == b'.')
-            && !text[h.start..h.end]
-                .chars()
-                .next()
-                .is_some_and(char::is_uppercase)
-        {
-            return;
-        }
-        // Cue words written lower-case mid-sentence ("mr", "dr") are rarely titles.
-        if c == Cue::Title && !text[h.start..].starts_with(|ch: char| ch.is_uppercase()) {
-            return;
-        }
-        let Some((s, e, words, listed)) = self.name_at(text, hits, p, c == Cue::Field) else {
-            return;
-        };
-        if s != p {
-            return;
-        }
-        let conf = match c {
-            Cue::Intro | Cue::Field => 0.9,
-            Cue::Title => 0.9,
-            Cue::Greeting if listed || words >= 2 => 0.85,
-            Cue::Greeting => 0.65,
-            Cue::Signoff if !saw_break => return,
-            Cue::Signoff if listed || words >= 2 => 0.85,
-            Cue::Signoff => 0.6,
-            Cue::Iam if listed => 0.85,
-            Cue::Iam => return,
-            Cue::Relation if listed => 0.85,
-            Cue::Relation if words >= 2 => 0.7,
-            Cue::Relation => return,
-        };
-        let ambiguous_alone = words == 1 && self.ambiguous.contains(&text[s..e]);
-        let conf = if ambiguous_alone && !matches!(c, Cue::Intro | Cue::Field | Cue::Title) {
-            conf - 0.2
-        } else {
-            conf
-        };
-        out.push(Finding::new(Entity::Person, s, e, conf));
-    }
-
-    fn first_name(&self, text: &str, hits: &[Hit], i: usize, h: &Hit, out: &mut Vec<Finding>) {
-        let b = text.as_bytes();
-        if !text[h.start..].starts_with(|c: char| c.is_uppercase())
-            || b.get(h.start + 1).is_some_and(u8::is_ascii_uppercase)
-        {
-            return;
-        }
-        let Some((s, e, words, _)) = self.name_at(text, hits, h.start, false) else {
-            return;
-        };
-        if s != h.start {
-            return;
-        }
-        let name = &text[h.start..h.end];
-        let ambiguous = self.ambiguous.contains(name);
-        let surname_known = hits[i + 1..]
-            .iter()
-            .take(4)
-            .any(|n| n.start > h.end && n.end <= e && n.roles.contains(&Role::Last));
-        let conf = match (words, surname_known, ambiguous) {
-            (2.., true, _) => 0.9,
-            (2.., false, false) => 0.8,
-            (2.., false, true) => 0.45,
-            (_, _, false) => 0.45,
-            _ => 0.2,
-        };
-        out.push(Finding::new(Entity::Person, s, e, conf));
-    }
 }
 
-fn is_word_byte(c: u8) -> bool {
+/// Whether `b[s..e]` stands as a word: no word byte just before it or just after it (a
+/// keyword ending in punctuation, `tel.`, may touch the next word).
+fn bounded(b: &[u8], s: usize, e: usize) -> bool {
+    let left = s == 0 || !is_word_byte(b[s - 1]);
+    let right = e >= b.len() || !is_word_byte(b[e]) || !is_word_byte(b[e - 1]);
+    left && right
+}
+
+pub(crate) fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c >= 0x80
 }
