@@ -6,8 +6,9 @@
 //! - `checksum`: check-digit validators. `numeric`: digit clusters (cards, IBANs, national
 //!   ids, phones, IPv4). `anchors`: literal-prefixed formats (emails, URLs, keys, tokens,
 //!   PEM blocks, wallets, MAC/IPv6) and `password=` style assignments. `keywords`: the keyword
-//!   automaton, the name lists' lookup and context boosts. `phrases`: the cue-driven detectors
-//!   (person, street address, birth date). `names`: the word lists.
+//!   automaton (its table in `keyword_table`), the name lists' lookup and context boosts.
+//!   `phrases`: the cue-driven detectors (person, street address, birth date). `names`: the
+//!   word lists.
 //! - `policy`: `[policies.NAME]` compiled into a `Policy` (actions, custom detectors,
 //!   deny-lists) and the text transformation (redact/mask/hash/pseudonymize).
 //! - `injection`: the prompt-injection scorer. `guard`: the request stage and response
@@ -21,6 +22,7 @@ pub mod checksum;
 pub mod cli;
 pub mod guard;
 pub mod injection;
+pub mod keyword_table;
 pub mod keywords;
 pub mod names;
 pub mod numeric;
