@@ -1,9 +1,9 @@
-//! Literal-anchored formats. The keyword automaton (`context.rs`) reports where an anchor
+//! Literal-anchored formats. The keyword automaton (`keywords.rs`) reports where an anchor
 //! occurs (`@`, `https://`, `AKIA`, `sk-ant-`, `ghp_`, `-----BEGIN`, `password`, ...); each is
 //! then read and validated in place. Colon-separated MAC and IPv6 addresses are found from
 //! their colons.
 
-use super::context::{Hit, Role};
+use super::keywords::{Hit, Role};
 use super::{checksum, entropy, Entity, Finding};
 
 /// What an anchor keyword starts.

@@ -247,6 +247,7 @@ fn guard() -> Result<&'static Guard, String> {
                 }
             }
             let triggers = AhoCorasickBuilder::new()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .match_kind(MatchKind::Standard)
                 .build(&words)
                 .map_err(|e| e.to_string())?;
@@ -266,83 +267,132 @@ fn guard() -> Result<&'static Guard, String> {
         .map_err(Clone::clone)
 }
 
+/// ASCII characters kept (lower-cased): letters, digits, and the punctuation the patterns
+/// read (chat-template markers, URLs, quotes); any other character becomes a single space.
+const KEPT: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let punct = b"<>|[]#/:()!?='+.-_";
+    let mut i = 0;
+    while i < punct.len() {
+        t[punct[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Zero-width characters dropped (None); full-width forms and Cyrillic/Greek look-alikes
+/// folded to their ASCII letter.
+fn fold(c: char) -> Option<char> {
+    Some(match c {
+        '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' => return None,
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        'а' | 'А' | 'α' | 'Α' => 'a',
+        'е' | 'Е' | 'ε' | 'Ε' => 'e',
+        'о' | 'О' | 'ο' | 'Ο' => 'o',
+        'р' | 'Р' | 'ρ' | 'Ρ' => 'p',
+        'с' | 'С' => 'c',
+        'х' | 'Х' | 'χ' => 'x',
+        'у' | 'У' => 'y',
+        'і' | 'І' | 'ι' | 'Ι' => 'i',
+        'ѕ' | 'Ѕ' => 's',
+        'ј' => 'j',
+        'к' | 'К' | 'κ' => 'k',
+        'м' | 'М' => 'm',
+        'т' | 'Т' | 'τ' => 't',
+        'н' | 'Н' => 'h',
+        'ν' => 'v',
+        _ => c,
+    })
+}
+
+/// Leetspeak digits next to a letter, and `!|@$` between letters, read as the letter.
+fn leet(c: char, prev_alpha: bool, next_alpha: bool) -> char {
+    match c {
+        '0' | '1' | '3' | '4' | '5' | '7' if prev_alpha || next_alpha => match c {
+            '0' => 'o',
+            '1' => 'i',
+            '3' => 'e',
+            '4' => 'a',
+            '5' => 's',
+            _ => 't',
+        },
+        '!' | '|' if prev_alpha && next_alpha => 'i',
+        '@' if prev_alpha && next_alpha => 'a',
+        '$' if prev_alpha && next_alpha => 's',
+        _ => c,
+    }
+}
+
 /// Checks that the built-in patterns compile (called at config load).
 pub fn ready() -> Result<(), String> {
     guard().map(|_| ())
 }
 
-/// Lower-case, de-obfuscated, single-spaced form of `text`.
+/// Lower-case, de-obfuscated, single-spaced form of `text`. ASCII (nearly all of it, in
+/// practice) takes a byte path; other characters are folded one by one.
 pub fn normalize(text: &str) -> String {
+    let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut space = true;
     let mut prev_alpha = false;
-    let mut it = text.chars().peekable();
-    while let Some(c) = it.next() {
-        let c = match c {
-            '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' => continue,
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            'а' | 'А' | 'α' | 'Α' => 'a',
-            'е' | 'Е' | 'ε' | 'Ε' => 'e',
-            'о' | 'О' | 'ο' | 'Ο' => 'o',
-            'р' | 'Р' | 'ρ' | 'Ρ' => 'p',
-            'с' | 'С' => 'c',
-            'х' | 'Х' | 'χ' => 'x',
-            'у' | 'У' => 'y',
-            'і' | 'І' | 'ι' | 'Ι' => 'i',
-            'ѕ' | 'Ѕ' => 's',
-            'ј' => 'j',
-            'к' | 'К' | 'κ' => 'k',
-            'м' | 'М' => 'm',
-            'т' | 'Т' | 'τ' => 't',
-            'н' | 'Н' => 'h',
-            'ν' => 'v',
-            _ => c,
+    let mut i = 0;
+    while i < b.len() {
+        let byte = b[i];
+        let c = if byte < 0x80 {
+            i += 1;
+            byte as char
+        } else {
+            let Some(c) = text[i..].chars().next() else {
+                break;
+            };
+            i += c.len_utf8();
+            match fold(c) {
+                Some(c) => c,
+                None => continue,
+            }
         };
         // Leetspeak only inside words: "1gn0re" but not "version 1.0"; symbols only between
         // letters, so "<|im_start|>" keeps its bars.
-        let next_alpha = it.peek().is_some_and(|n| n.is_alphabetic());
         let c = match c {
-            '0' | '1' | '3' | '4' | '5' | '7' if prev_alpha || next_alpha => match c {
-                '0' => 'o',
-                '1' => 'i',
-                '3' => 'e',
-                '4' => 'a',
-                '5' => 's',
-                _ => 't',
-            },
-            '!' | '|' if prev_alpha && next_alpha => 'i',
-            '@' if prev_alpha && next_alpha => 'a',
-            '$' if prev_alpha && next_alpha => 's',
+            'a'..='z' => {
+                // The common case: a lower-case letter stays as it is.
+                out.push(c);
+                space = false;
+                prev_alpha = true;
+                continue;
+            }
+            '0' | '1' | '3' | '4' | '5' | '7' | '!' | '|' | '@' | '$' => {
+                let next_alpha = match b.get(i) {
+                    None => false,
+                    Some(&n) if n < 0x80 => n.is_ascii_alphabetic(),
+                    Some(_) => text[i..].chars().next().is_some_and(char::is_alphabetic),
+                };
+                leet(c, prev_alpha, next_alpha)
+            }
             _ => c,
         };
-        if c.is_alphanumeric()
-            || matches!(
-                c,
-                '<' | '>'
-                    | '|'
-                    | '['
-                    | ']'
-                    | '#'
-                    | '/'
-                    | ':'
-                    | '('
-                    | ')'
-                    | '!'
-                    | '?'
-                    | '='
-                    | '\''
-                    | '+'
-                    | '.'
-                    | '-'
-                    | '_'
-            )
-        {
+        if c.is_ascii() {
+            if KEPT[c as usize] {
+                out.push(c.to_ascii_lowercase());
+                space = false;
+                prev_alpha = c.is_ascii_alphabetic();
+                continue;
+            }
+        } else if c.is_alphanumeric() {
             for l in c.to_lowercase() {
                 out.push(l);
             }
             space = false;
             prev_alpha = c.is_alphabetic();
-        } else if !space {
+            continue;
+        }
+        if !space {
             out.push(' ');
             space = true;
             prev_alpha = false;

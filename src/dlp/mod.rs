@@ -5,8 +5,10 @@
 //!   with a confidence each; `resolve` keeps the non-overlapping winners.
 //! - `checksum`: check-digit validators. `numeric`: digit clusters (cards, IBANs, national
 //!   ids, phones, IPv4). `anchors`: literal-prefixed formats (emails, URLs, keys, tokens,
-//!   PEM blocks, wallets, MAC/IPv6) and `password=` style assignments. `context`: the keyword
-//!   automaton, context boosts, and the phrase-driven detectors (person, address, birth date).
+//!   PEM blocks, wallets, MAC/IPv6) and `password=` style assignments. `keywords`: the keyword
+//!   automaton (its table in `keyword_table`), the name lists' lookup and context boosts.
+//!   `phrases`: the cue-driven detectors (person, street address, birth date). `names`: the
+//!   word lists.
 //! - `policy`: `[policies.NAME]` compiled into a `Policy` (actions, custom detectors,
 //!   deny-lists) and the text transformation (redact/mask/hash/pseudonymize).
 //! - `injection`: the prompt-injection scorer. `guard`: the request stage and response
@@ -18,11 +20,13 @@
 pub mod anchors;
 pub mod checksum;
 pub mod cli;
-pub mod context;
 pub mod guard;
 pub mod injection;
+pub mod keyword_table;
+pub mod keywords;
 pub mod names;
 pub mod numeric;
+pub mod phrases;
 pub mod policy;
 pub mod stream;
 
@@ -131,7 +135,8 @@ impl Sensitivity {
 /// The built-in detectors, compiled once per process (the automata and regexes do not depend
 /// on any policy).
 pub struct Engine {
-    pub(crate) context: context::Context,
+    pub(crate) keywords: keywords::Keywords,
+    pub(crate) phrases: phrases::Phrases,
 }
 
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
@@ -142,7 +147,8 @@ impl Engine {
         ENGINE
             .get_or_init(|| {
                 Ok(Engine {
-                    context: context::Context::new()?,
+                    keywords: keywords::Keywords::new()?,
+                    phrases: phrases::Phrases::new()?,
                 })
             })
             .as_ref()
@@ -152,40 +158,80 @@ impl Engine {
     /// Every candidate in `text` (any confidence, overlaps included), appended to `out`.
     /// Nothing is allocated when nothing is found.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
-        let hits = self.context.hits(text);
+        let hits = self.keywords.hits(text);
         let first = out.len();
         numeric::scan(text, out);
         anchors::scan(text, &hits, out);
-        self.context.detect(text, &hits, out);
-        self.context.boost(text, &hits, &mut out[first..]);
+        self.phrases.detect(text, &hits, out);
+        self.keywords.boost(&hits, &mut out[first..]);
     }
 }
 
 /// Keeps the non-overlapping winners: highest confidence first, then the longest, then the
 /// earliest, then the entity order; returned in text order. Deterministic for any input order.
+/// Empty spans are dropped.
 pub fn resolve(findings: &mut Vec<Finding>) {
+    findings.retain(|f| f.end > f.start);
     if findings.len() < 2 {
         return;
     }
-    findings.sort_by(|a, b| {
+    findings.sort_unstable_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)
             .then((b.end - b.start).cmp(&(a.end - a.start)))
             .then(a.start.cmp(&b.start))
             .then(a.kind.cmp(&b.kind))
     });
-    // Kept spans by start; they never overlap, so only the neighbours of a candidate can.
-    let mut kept: std::collections::BTreeMap<usize, Finding> = std::collections::BTreeMap::new();
-    for f in findings.iter() {
-        let before = kept
-            .range(..f.end)
-            .next_back()
-            .is_some_and(|(_, k)| k.end > f.start);
-        if !before {
-            kept.insert(f.start, *f);
+    let mut kept = 0;
+    if findings.len() <= 32 {
+        for i in 0..findings.len() {
+            let f = findings[i];
+            if !findings[..kept]
+                .iter()
+                .any(|k| k.start < f.end && f.start < k.end)
+            {
+                findings[kept] = f;
+                kept += 1;
+            }
+        }
+    } else {
+        // Bytes already taken by a kept span, one bit each: a candidate is kept when none of
+        // its bytes is.
+        let end = findings.iter().map(|f| f.end).max().unwrap_or(0);
+        let mut taken = vec![0u64; end / 64 + 1];
+        for i in 0..findings.len() {
+            let f = findings[i];
+            if !bits_any(&taken, f.start, f.end) {
+                bits_set(&mut taken, f.start, f.end);
+                findings[kept] = f;
+                kept += 1;
+            }
         }
     }
-    *findings = kept.into_values().collect();
+    findings.truncate(kept);
+    findings.sort_unstable_by_key(|f| f.start);
+}
+
+/// Each 64-bit word of `bits` that `s..e` touches, with the mask of its bits in the range.
+fn bit_words(s: usize, e: usize) -> impl Iterator<Item = (usize, u64)> {
+    (s / 64..=(e - 1) / 64).map(move |w| {
+        let lo = if w == s / 64 { s % 64 } else { 0 };
+        let hi = if w == (e - 1) / 64 { (e - 1) % 64 } else { 63 };
+        let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+        (w, mask)
+    })
+}
+
+fn bits_any(bits: &[u64], s: usize, e: usize) -> bool {
+    bit_words(s, e).any(|(w, m)| bits.get(w).is_some_and(|x| x & m != 0))
+}
+
+fn bits_set(bits: &mut [u64], s: usize, e: usize) {
+    for (w, m) in bit_words(s, e) {
+        if let Some(x) = bits.get_mut(w) {
+            *x |= m;
+        }
+    }
 }
 
 /// Shannon entropy in bits per byte.

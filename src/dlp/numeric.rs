@@ -5,7 +5,7 @@
 //! cluster and its plausible sub-ranges by shape, then by checksum.
 //!
 //! Base confidences here are deliberately modest for formats that only context can tell apart
-//! (nine plain digits could be an SSN, a routing number or a passport); `context.rs` raises
+//! (nine plain digits could be an SSN, a routing number or a passport); `keywords.rs` raises
 //! them when a keyword is near.
 
 use super::checksum;
@@ -37,9 +37,9 @@ pub fn scan(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        match b[i..].iter().position(u8::is_ascii_digit) {
+        match next_digit(b, i) {
             None => return,
-            Some(k) => i += k,
+            Some(k) => i = k,
         }
         let mut ws = i;
         while ws > 0 && b[ws - 1].is_ascii_alphanumeric() {
@@ -48,6 +48,22 @@ pub fn scan(text: &str, out: &mut Vec<Finding>) {
         let end = cluster(text, ws, out);
         i = end.max(i + 1);
     }
+}
+
+/// The first ASCII digit at or after `from`. Prose has few digits: 32-byte blocks are tested
+/// whole (the compiler vectorises the test) before a block is searched byte by byte.
+fn next_digit(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(block) = b.get(i..i + 32) {
+        if block.iter().fold(false, |a, c| a | c.is_ascii_digit()) {
+            break;
+        }
+        i += 32;
+    }
+    b.get(i..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|k| i + k)
 }
 
 fn read_word(b: &[u8], pos: usize) -> Word {

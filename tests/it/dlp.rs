@@ -1,7 +1,9 @@
 //! Data protection on the request path: what the upstream received (never a blocked or
 //! redacted value), blocked requests never forwarded, pseudonyms restored for the client in
 //! buffered and streamed responses (split at every byte offset), response scanning, the
-//! injection guard, and values kept out of metrics. Also `gateway scan` on the real binary.
+//! injection guard, values kept out of metrics, and (on the real binary, logging at `trace`)
+//! out of the logs; streamed tool-call arguments restored and scanned like text. Also
+//! `gateway scan` on the real binary.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -180,6 +182,167 @@ async fn responses_are_scanned_when_asked_streams_included() {
         r.json()["choices"][0]["message"]["content"],
         "Your SSN is [US_SSN] and mail [EMAIL]"
     );
+}
+
+/// A streamed tool call whose arguments arrive in two pieces split at byte `at`.
+fn tool_frames_split(args: &str, at: usize) -> Vec<String> {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let c = json!({"id": "chatcmpl-up1", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-mini-2024-07-18", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let (a, b) = args.split_at(at);
+    let mut frames = vec![chunk(
+        json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_1",
+            "type": "function", "function": {"name": "send_mail", "arguments": ""}}]}),
+        serde_json::Value::Null,
+    )];
+    for piece in [a, b] {
+        frames.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            serde_json::Value::Null,
+        ));
+    }
+    frames.push(chunk(json!({}), json!("tool_calls")));
+    frames.push("data: [DONE]\n\n".into());
+    frames
+}
+
+/// The concatenated `delta.tool_calls[0].function.arguments` of an SSE chat stream.
+fn streamed_args(body: &str) -> String {
+    sse_data(body)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["tool_calls"]
+                .as_array()
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .filter(|c| c["index"] == 0)
+                        .filter_map(|c| c["function"]["arguments"].as_str())
+                        .collect::<String>()
+                })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn streamed_tool_call_arguments_are_restored_and_scanned_split_at_every_byte() {
+    let args = r#"{"to":"<EMAIL_1>","name":"<PERSON_1>","ssn":"536-22-1234"}"#;
+    let expected = r#"{"to":"jane.doe@example.com","name":"Jane Doe","ssn":"[US_SSN]"}"#;
+    for at in 0..=args.len() {
+        let up = MockUpstream::openai()
+            .stream(tool_frames_split(args, at), Duration::ZERO)
+            .start()
+            .await;
+        let gw = gateway_for(&up, &policy("scan_responses = true")).await;
+        let mut body = chat_body("I am Jane Doe, jane.doe@example.com");
+        body["stream"] = json!(true);
+        let r = post_json(&gw.url("/v1/chat/completions"), Some(KEY), &body).await;
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        assert_eq!(streamed_args(&text), expected, "split at {at}: {text}");
+        assert!(!text.contains("536-22-1234"), "split at {at}: {text}");
+        assert!(text.contains(r#""name":"send_mail""#), "{text}");
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+}
+
+/// The real binary serving a policy-guarded project: every log line it prints (at `trace`)
+/// is checked for the values the policy detected, in the request and in the answer.
+#[tokio::test]
+async fn detected_values_never_reach_the_logs() {
+    use std::io::{BufRead, BufReader};
+
+    let values = [
+        "jane.doe@example.com",
+        "Jane Doe",
+        "536-22-1234",
+        "4111 1111 1111 1111",
+        "+44 20 7946 0958",
+        "bob@example.org",
+    ];
+    let up = MockUpstream::openai()
+        .reply(
+            200,
+            &completion_json("Noted, <PERSON_1>; also mail bob@example.org"),
+        )
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let cfg = config_for(&up.base_url(), &policy("scan_responses = true")).replace(
+        "[server]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n",
+    );
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_remove("GATEWAY_CONFIG")
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&path)
+        .env("UPSTREAM_KEY", UPSTREAM_KEY)
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("startup")
+            .expect("running");
+        logs.push(line.clone());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(listen) = v["listen"].as_str() {
+            break listen.to_string();
+        }
+    };
+    let url = format!("http://{addr}/v1/chat/completions");
+    // Pseudonymized and redacted, then blocked (SSN and card are `block`).
+    let r = post_json(
+        &url,
+        Some(KEY),
+        &chat_body("Hi, my name is Jane Doe, mail jane.doe@example.com, phone +44 20 7946 0958"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(
+        &url,
+        Some(KEY),
+        &chat_body("my ssn is 536-22-1234 and card 4111 1111 1111 1111"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    while let Some(line) = rx.recv().await {
+        logs.push(line);
+    }
+    let all = logs.join("\n");
+    assert!(
+        all.contains("gateway::dlp") && all.contains("EMAIL:pseudonymize:1"),
+        "the audit line is written:\n{all}"
+    );
+    for v in values {
+        assert!(!all.contains(v), "{v} leaked into the logs:\n{all}");
+    }
 }
 
 #[tokio::test]
