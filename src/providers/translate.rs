@@ -129,7 +129,7 @@ impl ChunkHead<'_> {
         out.extend_from_slice(b"{\"id\":");
         write_json(&mut out, self.id);
         out.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
-        out.extend_from_slice(self.created.to_string().as_bytes());
+        write_u64(&mut out, self.created);
         out.extend_from_slice(b",\"model\":");
         write_json(&mut out, self.model);
         out.extend_from_slice(b",\"choices\":");
@@ -152,7 +152,7 @@ impl ChunkHead<'_> {
     ) -> String {
         let mut out = self.open(64);
         out.extend_from_slice(b"[{\"index\":");
-        out.extend_from_slice(index.to_string().as_bytes());
+        write_u64(&mut out, index);
         out.extend_from_slice(b",\"delta\":");
         delta(&mut out);
         out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
@@ -201,6 +201,11 @@ pub(crate) struct TextDelta<'a> {
     pub text: Option<Text<'a>>,
 }
 
+/// Decimal digits without a heap allocation (one per chunk adds up over a stream).
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
     // Serializing strings and `Value`s into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, v);
@@ -229,6 +234,12 @@ mod tests {
             serde_json::from_str(&head.choice(1, &json!({}), Some("stop"))).unwrap_or_default();
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["choices"][0]["index"], 1);
+        let mut out = Vec::new();
+        for n in [0, 7, 10, 1_733_000_000, u64::MAX] {
+            out.clear();
+            write_u64(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
         let v: Value =
             serde_json::from_str(&head.usage(&json!({"prompt_tokens": 1}))).unwrap_or_default();
         assert_eq!(v["choices"], json!([]));
