@@ -1107,19 +1107,7 @@ impl super::Adapter for Gemini {
     }
 }
 
-impl super::StreamTranslate for StreamState {
-    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, TranslateError> {
-        StreamState::on_event(self, event, data)
-    }
-
-    fn usage(&self) -> Usage {
-        StreamState::usage(self)
-    }
-
-    fn is_done(&self) -> bool {
-        StreamState::is_done(self)
-    }
-}
+super::stream_translate!(StreamState);
 
 #[cfg(test)]
 mod tests {

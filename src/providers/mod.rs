@@ -128,6 +128,31 @@ impl StreamFraming {
     }
 }
 
+/// Implements [`StreamTranslate`] for an adapter's `StreamState` by its inherent `on_event`,
+/// `usage` and `is_done` (which the adapter's unit tests call directly).
+macro_rules! stream_translate {
+    ($state:ty) => {
+        impl $crate::providers::StreamTranslate for $state {
+            fn on_event(
+                &mut self,
+                event: Option<&str>,
+                data: &str,
+            ) -> Result<Vec<String>, $crate::providers::translate::TranslateError> {
+                <$state>::on_event(self, event, data)
+            }
+
+            fn usage(&self) -> $crate::api::openai::Usage {
+                <$state>::usage(self)
+            }
+
+            fn is_done(&self) -> bool {
+                <$state>::is_done(self)
+            }
+        }
+    };
+}
+pub(crate) use stream_translate;
+
 /// Turns a provider's stream events into OpenAI chunk payloads, incrementally.
 pub trait StreamTranslate: Send {
     /// One event in, the `data:` payloads to send out; an `Err` is the provider's error, which

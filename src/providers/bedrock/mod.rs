@@ -25,7 +25,7 @@ pub use super::translate::TranslateError;
 pub use request::{encode_chat, encode_embeddings, EmbedFamily};
 pub use response::{decode_error, decode_response, StreamState};
 
-use crate::api::openai::{ChatRequest, EmbeddingsRequest, Usage};
+use crate::api::openai::{ChatRequest, EmbeddingsRequest};
 use crate::config::Provider;
 use crate::error::Error;
 
@@ -195,19 +195,7 @@ impl super::Adapter for Bedrock {
     }
 }
 
-impl super::StreamTranslate for StreamState {
-    fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<String>, TranslateError> {
-        StreamState::on_event(self, event, data)
-    }
-
-    fn usage(&self) -> Usage {
-        StreamState::usage(self)
-    }
-
-    fn is_done(&self) -> bool {
-        StreamState::is_done(self)
-    }
-}
+super::stream_translate!(StreamState);
 
 #[cfg(test)]
 mod tests;
