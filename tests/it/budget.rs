@@ -411,6 +411,9 @@ async fn a_stream_the_client_drops_settles_and_releases() {
     assert_eq!((s.reserved, s.inflight), (0, 0));
     // Charged an estimate: the prompt and what was relayed, never more than reserved.
     assert!(s.spent > 0 && s.spent <= 108_000_000, "{}", s.spent);
+    // The output part of the estimate follows the generated text ("tick", a token a chunk),
+    // not the JSON and SSE framing around it (about 50 tokens' worth of bytes a chunk).
+    assert!(s.spent < 30_000_000, "{}", s.spent);
 
     // A stream read to the end is charged its final usage (5 + 3 tokens), and the usage
     // chunk the client did not ask for is not passed on.
