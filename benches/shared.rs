@@ -2,8 +2,9 @@
 //! of the built-in mock provider, a project with a budget and RPM/TPM/concurrency limits (so
 //! every request reserves and settles), and a real `redis-server` on a free loopback port.
 //!
-//! 1. Latency at a fixed rate (default 1,000 req/s), local backend vs Redis backend, in
-//!    alternating slices of the same run; p50/p90/p99 and the added p99.
+//! 1. Latency at a fixed rate (default 1,000 req/s), local backend vs Redis backend (one round
+//!    trip per admission) vs Redis with `local_allowance` (admissions from shares taken ahead),
+//!    in alternating slices of the same run; p50/p90/p99 and the added p99.
 //! 2. Throughput, closed loop: one Redis-backed replica vs two sharing the Redis (both in this
 //!    process, so on one machine this shows whether the store is a bottleneck, not how far more
 //!    machines scale).
@@ -219,52 +220,70 @@ fn main() {
             "[state]\nbackend = \"redis\"\n[state.redis]\nurl = \"redis://127.0.0.1:{}/0\"\nkey_prefix = \"bench:\"\n",
             redis.1
         );
+        let allowance = format!("{shared}local_allowance = 0.05\n");
         let local = spawn_gateway(&config("")).await;
         let remote = spawn_gateway(&config(&shared)).await;
         let remote2 = spawn_gateway(&config(&shared)).await;
+        let held = spawn_gateway(&config(&allowance)).await;
+        let held2 = spawn_gateway(&config(&allowance)).await;
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build_http();
         // Warm-up: connections, script cache, allocator.
-        for addr in [local, remote, remote2] {
+        for addr in [local, remote, remote2, held, held2] {
             fixed_rate(&client, addr, rate, 1.0).await;
         }
 
-        let (mut lat_local, mut lat_redis) = (Vec::new(), Vec::new());
+        let (mut lat_local, mut lat_redis, mut lat_held) = (Vec::new(), Vec::new(), Vec::new());
         let slice = secs / rounds as f64;
         for _ in 0..rounds {
             lat_local.extend(fixed_rate(&client, local, rate, slice).await);
             lat_redis.extend(fixed_rate(&client, remote, rate, slice).await);
+            lat_held.extend(fixed_rate(&client, held, rate, slice).await);
         }
         lat_local.sort_by(f64::total_cmp);
         lat_redis.sort_by(f64::total_cmp);
+        lat_held.sort_by(f64::total_cmp);
         println!("latency at {rate} req/s, {secs} s per backend in {rounds} alternating slices (ms):");
-        println!("  backend   n       p50     p90     p99");
-        for (name, l) in [("local", &lat_local), ("redis", &lat_redis)] {
+        println!("  backend          n       p50     p90     p99");
+        for (name, l) in [
+            ("local", &lat_local),
+            ("redis", &lat_redis),
+            ("redis+allowance", &lat_held),
+        ] {
             println!(
-                "  {name:<8} {:<7} {:>6.3}  {:>6.3}  {:>6.3}",
+                "  {name:<15} {:<7} {:>6.3}  {:>6.3}  {:>6.3}",
                 l.len(),
                 pct(l, 0.5),
                 pct(l, 0.9),
                 pct(l, 0.99)
             );
         }
-        println!(
-            "  added by redis: p50 {:+.3} ms, p99 {:+.3} ms",
-            pct(&lat_redis, 0.5) - pct(&lat_local, 0.5),
-            pct(&lat_redis, 0.99) - pct(&lat_local, 0.99)
-        );
+        for (name, l) in [("redis", &lat_redis), ("redis+allowance", &lat_held)] {
+            println!(
+                "  added by {name}: p50 {:+.3} ms, p99 {:+.3} ms",
+                pct(l, 0.5) - pct(&lat_local, 0.5),
+                pct(l, 0.99) - pct(&lat_local, 0.99)
+            );
+        }
 
         let t = secs / 2.0;
         let one_local = closed_loop(&client, &[local], concurrency, t).await;
         let one_replica = closed_loop(&client, &[remote], concurrency, t).await;
         let two_replicas = closed_loop(&client, &[remote, remote2], concurrency, t).await;
+        let one_held = closed_loop(&client, &[held], concurrency, t).await;
+        let two_held = closed_loop(&client, &[held, held2], concurrency, t).await;
         println!("throughput, closed loop with {concurrency} workers, {t} s each (req/s):");
         println!("  local, 1 replica:  {one_local:.0}");
         println!("  redis, 1 replica:  {one_replica:.0}");
         println!(
             "  redis, 2 replicas: {two_replicas:.0}  ({:.2}x of 1 replica)",
             two_replicas / one_replica
+        );
+        println!("  redis+allowance, 1 replica:  {one_held:.0}");
+        println!(
+            "  redis+allowance, 2 replicas: {two_held:.0}  ({:.2}x of 1 replica)",
+            two_held / one_held
         );
     });
 }

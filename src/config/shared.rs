@@ -34,6 +34,12 @@ pub struct RedisConfig {
     pub lease_secs: u64,
     /// How often an unreachable store is probed (and pending spend written back once it is up).
     pub probe_interval_ms: u64,
+    /// Share of each limit a replica may take from the store at once and admit requests from
+    /// without a round trip (0: off, every admission asks the store).
+    pub local_allowance: f64,
+    /// How often a replica writes the spend served from its allowances to the store and tops
+    /// them up (or gives back the allowances nobody used).
+    pub allowance_sync_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -49,6 +55,8 @@ impl Default for RedisConfig {
             on_failure: OnFailure::FailClosed,
             lease_secs: 900,
             probe_interval_ms: 500,
+            local_allowance: 0.0,
+            allowance_sync_ms: 200,
         }
     }
 }
@@ -75,6 +83,9 @@ pub struct SharedSettings {
     pub on_failure: OnFailure,
     pub lease: Duration,
     pub probe_interval: Duration,
+    /// Share of each limit taken at once (0: off).
+    pub local_allowance: f64,
+    pub allowance_sync: Duration,
 }
 
 /// Validates `[state.redis]`; problems go to `errs` with their TOML path.
@@ -149,6 +160,16 @@ pub fn build(
     if c.lease_secs < 10 {
         errs.push(format!("{at}.lease_secs: must be at least 10"));
     }
+    if !(0.0..=0.5).contains(&c.local_allowance) {
+        errs.push(format!(
+            "{at}.local_allowance: must be between 0 (off) and 0.5 (a share of each limit)"
+        ));
+    }
+    if c.allowance_sync_ms < 10 || c.allowance_sync_ms > 10_000 {
+        errs.push(format!(
+            "{at}.allowance_sync_ms: must be between 10 and 10000"
+        ));
+    }
     if c.key_prefix.chars().any(|ch| ch.is_whitespace()) {
         errs.push(format!("{at}.key_prefix: must not contain whitespace"));
     }
@@ -161,6 +182,8 @@ pub fn build(
         on_failure: c.on_failure,
         lease: Duration::from_secs(c.lease_secs.max(10)),
         probe_interval: Duration::from_millis(c.probe_interval_ms.max(1)),
+        local_allowance: c.local_allowance.clamp(0.0, 0.5),
+        allowance_sync: Duration::from_millis(c.allowance_sync_ms.clamp(10, 10_000)),
     })
 }
 

@@ -13,6 +13,7 @@
 //! through Redis are in `shared.rs` (with the store in `redis.rs`); this ledger is then the
 //! fallback a replica serves on while the store is unreachable.
 
+pub mod allowance;
 pub mod journal;
 pub mod period;
 pub mod redis;

@@ -7,8 +7,9 @@
 //! - `P w:<wallet>:s:<period start>` spent in that period (nano-dollars), expiring at its end
 //! - `P w:<wallet>:life` spent since the wallet was first charged
 //! - `P w:<wallet>:h` hash: `reserved` and the RPM/TPM token buckets (`rl rt tl tt`)
-//! - `P w:<wallet>:l` sorted set: reservation id -> lease expiry (ms); its size is the
-//!   wallet's concurrency
+//! - `P w:<wallet>:l` sorted set: reservation id -> lease expiry (ms); its size plus the
+//!   hash's `ps` (slots that allowances hold beyond their one member each) is the wallet's
+//!   concurrency
 //! - `P w:<wallet>:r` hash: reservation id -> `"<cost> <tokens>"`
 //! - `P w:<wallet>:x` hash: reservations whose lease ran out before they were settled
 //! - `P done:<batch>` marks a written-back batch of local spend (so a retry counts once)
@@ -31,14 +32,15 @@ use tokio::sync::OnceCell;
 use super::{Denial, Limit, Standing, WalletSpec};
 use crate::config::shared::SharedSettings;
 
-/// Reserve in every wallet or in none. KEYS: 6 per wallet (s, life, h, l, r, x).
-/// ARGV: id, cost, tokens, lease_ms, n, then per wallet: limit, rpm, tpm, concurrency (-1: none).
-/// Returns {0} or {wallet index (1-based), kind (1 concurrency, 2 rpm, 3 tpm, 4 budget), value}.
-const RESERVE: &str = r#"
+/// What the scripts that reserve share: the server's time in ms (`now`), `purge` (lapsed
+/// reservations stop counting and are kept aside, so a late settlement is still charged) and
+/// `level` (a token bucket refilled to now).
+macro_rules! prelude {
+    () => {
+        r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id, cost, tokens, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local function int(v) return string.format('%d', v) end
 local function purge(h, l, r, x)
   local gone = redis.call('ZRANGEBYSCORE', l, '-inf', now, 'LIMIT', 0, 100)
   for _, g in ipairs(gone) do
@@ -46,6 +48,9 @@ local function purge(h, l, r, x)
     if v then
       local c = string.match(v, '^(%d+)')
       if c ~= '0' then redis.call('HINCRBY', h, 'reserved', '-' .. c) end
+      -- An allowance's slots beyond its lease member are counted in `ps`.
+      local m = tonumber(string.match(v, '^%d+ %d+ %d+ (%d+)$') or '1')
+      if m > 1 then redis.call('HINCRBY', h, 'ps', int(1 - m)) end
       redis.call('HDEL', r, g)
       redis.call('HSET', x, g, v)
       redis.call('PEXPIRE', x, 86400000)
@@ -61,6 +66,18 @@ local function level(h, lf, tf, cap)
   if el < 0 then el = 0 end
   return math.min(cap, lv + el * cap / 60000)
 end
+"#
+    };
+}
+
+/// Reserve in every wallet or in none. KEYS: 6 per wallet (s, life, h, l, r, x).
+/// ARGV: id, cost, tokens, lease_ms, n, then per wallet: limit, rpm, tpm, concurrency (-1: none).
+/// Returns {0} or {wallet index (1-based), kind (1 concurrency, 2 rpm, 3 tpm, 4 budget), value}.
+const RESERVE: &str = concat!(
+    prelude!(),
+    r#"
+local id, cost, tokens, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
 local function wait(lv, need, cap)
   if need > cap then need = cap end
   if lv >= need then return 0 end
@@ -72,7 +89,7 @@ for i = 1, n do
   local s, h, l, r, x = KEYS[k + 1], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
   local limit, rpm, tpm, conc = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   purge(h, l, r, x)
-  if conc >= 0 and redis.call('ZCARD', l) >= conc then return {i, 1, 1} end
+  if conc >= 0 and redis.call('ZCARD', l) + tonumber(redis.call('HGET', h, 'ps') or '0') >= conc then return {i, 1, 1} end
   local rl, tl = nil, nil
   if rpm >= 0 then
     rl = level(h, 'rl', 'rt', rpm)
@@ -102,7 +119,122 @@ for i = 1, n do
   for _, key in ipairs({h, l, r}) do redis.call('PEXPIRE', key, lease + 60000) end
 end
 return {0}
-"#;
+"#
+);
+
+/// A replica's allowance of one wallet (`local_allowance`): one reservation that the replica
+/// admits requests from locally. Each call charges what was served since the last one,
+/// shrinks the allowance by it, and tops it up (or, `release`, shrinks it to what requests in
+/// flight still hold) within what the wallet and its buckets have left. A call carries an id
+/// and its reply is kept under it, so a retry after a lost reply changes nothing twice.
+/// KEYS: marker, s, life, h, l, r, x. ARGV: pot id, lease_ms, release (0/1), then served
+/// cost, tokens, requests; wanted cost, tokens, requests, slots; slots to keep (in flight);
+/// expire-at of the period key (0: never); limit, rpm, tpm, concurrency (-1: none).
+/// Returns the allowance (cost, tokens, requests, slots), the period's spent before and after
+/// the charge, the budget left beyond the allowance (-1: no limit) and the RPM and TPM bucket
+/// levels (-1: no limit), as decimal strings.
+const POT: &str = concat!(
+    prelude!(),
+    r#"
+local mk, s, life, h, l, r, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local prev = redis.call('GET', mk)
+if prev then
+  local out = {}
+  for v in string.gmatch(prev, '%-?%d+') do out[#out + 1] = v end
+  return out
+end
+local pid, lease, release = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local sc, st, sq = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local wc, wt, wq, ws = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ks, exp = tonumber(ARGV[11]), tonumber(ARGV[12])
+local limit, rpm, tpm, conc = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
+purge(h, l, r, x)
+local pc, pt, pq, m = 0, 0, 0, 0
+local old = redis.call('HGET', r, pid)
+if old then
+  local a, b, c, d = string.match(old, '^(%d+) (%d+) (%d+) (%d+)$')
+  pc, pt, pq, m = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0, tonumber(d) or 0
+  if pc > 0 then redis.call('HINCRBY', h, 'reserved', int(-pc)) end
+  redis.call('HDEL', r, pid)
+else
+  -- Lapsed (its reservation already stopped counting): what it served is charged below.
+  redis.call('HDEL', x, pid)
+end
+redis.call('ZREM', l, pid)
+if m > 1 then redis.call('HINCRBY', h, 'ps', int(1 - m)) end
+local before = tonumber(redis.call('GET', s) or '0')
+local after = before
+if sc > 0 then
+  after = tonumber(redis.call('INCRBY', s, int(sc)))
+  if exp > 0 then redis.call('EXPIREAT', s, int(exp)) end
+  redis.call('INCRBY', life, int(sc))
+end
+pc = math.max(0, pc - sc)
+pt = math.max(0, pt - st)
+pq = math.max(0, pq - sq)
+local avail = -1
+if limit >= 0 then
+  local free = math.max(0, limit - after - tonumber(redis.call('HGET', h, 'reserved') or '0'))
+  if release then pc = wc else pc = math.max(pc, math.min(wc, free)) end
+  avail = math.max(0, free - pc)
+else
+  pc = 0
+end
+local rl, tl = -1, -1
+if rpm >= 0 then
+  local lv = level(h, 'rl', 'rt', rpm)
+  if release then
+    lv = math.min(rpm, lv + pq)
+    pq = 0
+  else
+    local take = math.max(0, math.min(wq - pq, math.floor(lv)))
+    lv = lv - take
+    pq = pq + take
+  end
+  redis.call('HSET', h, 'rl', tostring(lv), 'rt', int(now))
+  rl = math.floor(lv)
+else
+  pq = 0
+end
+if tpm >= 0 then
+  local lv = level(h, 'tl', 'tt', tpm)
+  if release then
+    lv = math.min(tpm, lv + pt - wt)
+    pt = wt
+  else
+    local take = math.max(0, math.min(wt - pt, math.floor(lv)))
+    lv = lv - take
+    pt = pt + take
+  end
+  redis.call('HSET', h, 'tl', tostring(lv), 'tt', int(now))
+  tl = math.floor(lv)
+else
+  pt = 0
+end
+local k = 0
+if conc >= 0 then
+  if release then
+    k = ks
+  else
+    k = math.max(ks, math.min(ws, conc - redis.call('ZCARD', l) - tonumber(redis.call('HGET', h, 'ps') or '0')))
+  end
+end
+if pc > 0 or pt > 0 or pq > 0 or k > 0 then
+  -- The allowance's lease is its first member (and first slot when it has one).
+  m = math.max(k, 1)
+  redis.call('HSET', r, pid, int(pc) .. ' ' .. int(pt) .. ' ' .. int(pq) .. ' ' .. int(m))
+  if pc > 0 then redis.call('HINCRBY', h, 'reserved', int(pc)) end
+  redis.call('ZADD', l, int(now + lease), pid)
+  if m > 1 then redis.call('HINCRBY', h, 'ps', int(m - 1)) end
+  for _, key in ipairs({h, l, r}) do
+    if redis.call('PTTL', key) < lease + 60000 then redis.call('PEXPIRE', key, int(lease + 60000)) end
+  end
+end
+local out = {int(pc), int(pt), int(pq), int(k), int(before), int(after), int(avail), int(rl), int(tl)}
+redis.call('SET', mk, table.concat(out, ' '), 'EX', 3600)
+return out
+"#
+);
 
 /// Settle (or release) a reservation, or write back a batch of local spend: charges each
 /// wallet its cost in the given period. KEYS: marker, then 6 per wallet (s, life, h, l, r, x).
@@ -176,6 +308,39 @@ pub struct Charge {
     pub tpm: Option<u64>,
 }
 
+/// One call on a replica's allowance of a wallet (see [`POT`]); kept as it is until it
+/// succeeds, so a retry is the same call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PotCall {
+    pub id: String,
+    pub release: bool,
+    /// Served since the previous call: cost, tokens, requests.
+    pub served: (u64, u64, u64),
+    /// Wanted: cost, tokens, requests, slots.
+    pub want: (u64, u64, u64, u32),
+    /// Slots held by requests in flight.
+    pub keep_slots: u32,
+    pub period_start: i64,
+    pub expire_at: Option<i64>,
+}
+
+/// What the store granted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PotReply {
+    pub period_start: i64,
+    pub cost: u64,
+    pub tokens: u64,
+    pub requests: u64,
+    pub slots: u32,
+    pub spent_before: u64,
+    pub spent_after: u64,
+    /// Budget left beyond the allowance; None: no limit.
+    pub available: Option<u64>,
+    /// Whole tokens left in the RPM and TPM buckets (may be negative); None: no limit.
+    pub rpm_level: Option<i64>,
+    pub tpm_level: Option<i64>,
+}
+
 /// The connection pool, the scripts and the key names.
 pub struct Store {
     settings: SharedSettings,
@@ -183,6 +348,7 @@ pub struct Store {
     next: AtomicUsize,
     reserve: Script,
     settle: Script,
+    pot: Script,
 }
 
 impl std::fmt::Debug for Store {
@@ -201,6 +367,7 @@ impl Store {
             next: AtomicUsize::new(0),
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
+            pot: Script::new(POT),
         })
     }
 
@@ -368,6 +535,58 @@ impl Store {
         Ok(Some(reply.chunks(2).map(|p| (n(p[0]), n(p[1]))).collect()))
     }
 
+    /// Charges, shrinks and tops up (or releases) this replica's allowance `pot` of `w`.
+    pub async fn pot(
+        &self,
+        pot: &str,
+        w: &WalletSpec,
+        call: &PotCall,
+        lease: Duration,
+    ) -> Result<PotReply, StoreError> {
+        let mut inv = self.pot.prepare_invoke();
+        inv.key(format!("{}done:{}", self.settings.prefix, call.id));
+        for k in self.wallet_keys(&w.id, call.period_start) {
+            inv.key(k);
+        }
+        let opt = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        inv.arg(pot)
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(u8::from(call.release))
+            .arg(call.served.0)
+            .arg(call.served.1)
+            .arg(call.served.2)
+            .arg(call.want.0)
+            .arg(call.want.1)
+            .arg(call.want.2)
+            .arg(call.want.3)
+            .arg(call.keep_slots)
+            .arg(call.expire_at.unwrap_or(0))
+            .arg(opt(w.limit))
+            .arg(opt(w.rate.rpm.map(u64::from)))
+            .arg(opt(w.rate.tpm))
+            .arg(opt(w.rate.concurrency.map(u64::from)));
+        let reply: Vec<i64> = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let [cost, tokens, requests, slots, before, after, avail, rl, tl] = reply[..] else {
+            return Err(StoreError::Reply);
+        };
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let some = |v: i64, limited: bool| limited.then_some(v);
+        Ok(PotReply {
+            period_start: call.period_start,
+            cost: n(cost),
+            tokens: n(tokens),
+            requests: n(requests),
+            slots: u32::try_from(slots).unwrap_or(0),
+            spent_before: n(before),
+            spent_after: n(after),
+            available: w.limit.map(|_| n(avail)),
+            rpm_level: some(rl, w.rate.rpm.is_some()),
+            tpm_level: some(tl, w.rate.tpm.is_some()),
+        })
+    }
+
     /// Spent in the current period, reserved, lifetime and requests in flight of each wallet.
     pub async fn standings(
         &self,
@@ -380,24 +599,25 @@ impl Store {
             let [s, life, h, l, _, _] = self.wallet_keys(&w.id, w.calendar.start(now_secs));
             pipe.get(s)
                 .get(life)
-                .hget(h, "reserved")
-                .zcount(l, now_ms, "+inf");
+                .hget(&h, "reserved")
+                .zcount(l, now_ms, "+inf")
+                .hget(h, "ps");
         }
         let rows: Vec<Option<i64>> = self
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
-        if rows.len() != wallets.len() * 4 {
+        if rows.len() != wallets.len() * 5 {
             return Err(StoreError::Reply);
         }
         let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
         Ok(wallets
             .iter()
-            .zip(rows.chunks(4))
+            .zip(rows.chunks(5))
             .map(|(w, r)| Standing {
                 spent: n(r[0]),
                 lifetime: n(r[1]),
                 reserved: n(r[2]),
-                inflight: u32::try_from(n(r[3])).unwrap_or(u32::MAX),
+                inflight: u32::try_from(n(r[3]) + n(r[4])).unwrap_or(u32::MAX),
                 period_start: w.calendar.start(now_secs),
             })
             .collect())

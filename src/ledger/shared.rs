@@ -17,6 +17,7 @@ use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::allowance::{Allowance, Miss, PotHold};
 use super::redis::{parse_cooldown, Charge, Store, StoreError};
 use super::{Alert, Denial, Hold, Ledger, Settled, Standing, WalletSpec};
 use crate::config::shared::{OnFailure, SharedSettings};
@@ -33,6 +34,8 @@ pub struct SharedMetrics {
     pub unavailable: IntCounter,
     pub pending: IntGauge,
     pub written_back: IntCounter,
+    pub allowance_admitted: IntCounter,
+    pub allowance_top_ups: IntCounter,
 }
 
 impl SharedMetrics {
@@ -62,6 +65,14 @@ impl SharedMetrics {
                 "gateway_shared_state_written_back_total",
                 "Batches of spend written back to the shared store after an outage.",
             ))?,
+            allowance_admitted: IntCounter::with_opts(Opts::new(
+                "gateway_shared_state_allowance_admitted_total",
+                "Requests admitted from this replica's local allowances, without a round trip to the shared store.",
+            ))?,
+            allowance_top_ups: IntCounter::with_opts(Opts::new(
+                "gateway_shared_state_allowance_top_ups_total",
+                "Allowances topped up on the request path because they could not cover a request.",
+            ))?,
         };
         // Nothing is down until a shared store fails (the local backend never does).
         m.up.set(1);
@@ -71,6 +82,8 @@ impl SharedMetrics {
         registry.register(Box::new(m.unavailable.clone()))?;
         registry.register(Box::new(m.pending.clone()))?;
         registry.register(Box::new(m.written_back.clone()))?;
+        registry.register(Box::new(m.allowance_admitted.clone()))?;
+        registry.register(Box::new(m.allowance_top_ups.clone()))?;
         Ok(m)
     }
 }
@@ -108,6 +121,8 @@ pub struct Shared {
     probe_interval: Duration,
     up: AtomicBool,
     pending: Mutex<Pending>,
+    /// With `local_allowance`: what this replica admits from without a round trip.
+    allowance: Option<Allowance>,
     tasks: TaskTracker,
     metrics: SharedMetrics,
 }
@@ -129,7 +144,10 @@ impl Shared {
         metrics: SharedMetrics,
     ) -> Arc<Self> {
         metrics.up.set(1);
+        let allowance = (settings.local_allowance > 0.0)
+            .then(|| Allowance::new(settings.local_allowance, settings.allowance_sync));
         Arc::new(Self {
+            allowance,
             mode: settings.on_failure,
             probe_interval: settings.probe_interval,
             store: Store::new(settings),
@@ -179,6 +197,9 @@ impl Shared {
         cost: u64,
         tokens: u64,
     ) -> Result<SpendHold, Refused> {
+        if let Some(a) = &self.allowance {
+            return self.reserve_from_allowance(a, wallets, cost, tokens).await;
+        }
         let now = self.local.clock.now_secs();
         if self.is_up() {
             let id = new_id();
@@ -206,6 +227,58 @@ impl Shared {
                 }
             }
         }
+        self.unreachable(wallets, cost, tokens)
+    }
+
+    /// Admits from this replica's allowances, topping them up from the store when short.
+    async fn reserve_from_allowance(
+        self: &Arc<Self>,
+        a: &Allowance,
+        wallets: &[Arc<WalletSpec>],
+        cost: u64,
+        tokens: u64,
+    ) -> Result<SpendHold, Refused> {
+        let mut topped_up = false;
+        for _ in 0..3 {
+            let now = self.local.clock.now_ms();
+            let which = match a.admit(wallets, cost, tokens, now, topped_up) {
+                Ok(h) => {
+                    self.metrics.allowance_admitted.inc();
+                    return Ok(SpendHold::Pot(h));
+                }
+                Err(Miss::Denied(d)) => return Err(Refused::Denied(d)),
+                Err(Miss::TopUp(which)) => which,
+            };
+            if !self.is_up() {
+                break;
+            }
+            self.metrics.allowance_top_ups.inc();
+            match a
+                .top_up(&self.store, wallets, &which, cost, tokens, now)
+                .await
+            {
+                Ok(replies) => {
+                    for (w, r) in replies {
+                        self.local.observe(&w, r.period_start, r.spent_after);
+                    }
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    break;
+                }
+            }
+            topped_up = true;
+        }
+        self.unreachable(wallets, cost, tokens)
+    }
+
+    /// What a request gets while the store cannot be reached, as the operator chose.
+    fn unreachable(
+        self: &Arc<Self>,
+        wallets: &[Arc<WalletSpec>],
+        cost: u64,
+        tokens: u64,
+    ) -> Result<SpendHold, Refused> {
         match self.mode {
             OnFailure::FailClosed => {
                 self.metrics.unavailable.inc();
@@ -240,7 +313,10 @@ impl Shared {
                     return limited
                         .iter()
                         .zip(s)
-                        .filter_map(|(w, s)| Some(w.limit?.saturating_sub(s.spent + s.reserved)))
+                        .filter_map(|(w, s)| {
+                            let held = self.allowance.as_ref().map_or(0, |a| a.free(w));
+                            Some(w.limit?.saturating_sub(s.spent + s.reserved) + held)
+                        })
                         .min()
                 }
                 Err(e) => self.failed(&e),
@@ -418,11 +494,12 @@ impl Shared {
         self.pending.lock().ok()?.batches.pop_front()
     }
 
-    /// Whether spend is waiting to be written back.
+    /// Whether spend is waiting to be written back (or, with allowances, to be charged).
     pub fn has_pending(&self) -> bool {
         self.pending
             .lock()
             .is_ok_and(|p| !p.batches.is_empty() || !p.open.is_empty())
+            || self.allowance.as_ref().is_some_and(Allowance::has_unsynced)
     }
 
     /// Probes the store while it is unreachable and writes pending spend back once it answers;
@@ -446,6 +523,32 @@ impl Shared {
             }
             if self.has_pending() {
                 self.write_back().await;
+            }
+        }
+    }
+
+    /// With `local_allowance`: charges what the allowances served and tops them up (or gives
+    /// them back) every sync interval while the store answers; on `stop`, gives every
+    /// allowance back once more.
+    pub async fn sync_allowances(self: Arc<Self>, stop: CancellationToken) {
+        let Some(a) = &self.allowance else { return };
+        loop {
+            let last = tokio::select! {
+                () = tokio::time::sleep(a.interval) => false,
+                () = stop.cancelled() => true,
+            };
+            if self.is_up() || last {
+                let (replies, error) = a.sync(&self.store, self.local.clock.now_ms(), last).await;
+                for (w, r) in replies {
+                    self.local.observe(&w, r.period_start, r.spent_after);
+                }
+                match error {
+                    Some(e) => self.failed(&e),
+                    None => self.recovered(),
+                }
+            }
+            if last {
+                return;
             }
         }
     }
@@ -525,6 +628,7 @@ pub enum SpendHold {
     Local(Hold),
     Remote(RemoteHold),
     Fallback(FallbackHold),
+    Pot(PotHold),
 }
 
 impl SpendHold {
@@ -533,6 +637,7 @@ impl SpendHold {
             Self::Local(h) => h.reserved(),
             Self::Remote(h) => h.cost,
             Self::Fallback(h) => h.hold.as_ref().map_or(0, Hold::reserved),
+            Self::Pot(h) => h.reserved(),
         }
     }
 
@@ -541,6 +646,7 @@ impl SpendHold {
             Self::Local(h) => then(h.settle(cost, tokens)),
             Self::Remote(mut h) => h.finish(cost, tokens, then),
             Self::Fallback(mut h) => h.finish(cost, tokens, then),
+            Self::Pot(mut h) => then(h.settle(cost, tokens)),
         }
     }
 }

@@ -702,6 +702,9 @@ pub fn start_background(state: &Arc<AppState>) -> Background {
         state
             .tasks
             .spawn(shared.clone().monitor(stop.child_token()));
+        state
+            .tasks
+            .spawn(shared.clone().sync_allowances(stop.child_token()));
         let st = state.clone();
         state.tasks.spawn(
             shared

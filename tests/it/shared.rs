@@ -100,11 +100,27 @@ async fn settled(gw: &Gateway) -> gateway::ledger::Standing {
     shared_standing(gw).await
 }
 
+/// `local_allowance` on: replicas admit from shares of each limit taken from the store.
+const ALLOWANCE: &str = "local_allowance = 0.1\nallowance_sync_ms = 50";
+
 #[tokio::test]
 async fn two_replicas_under_concurrent_load_never_overspend_one_wallet() {
+    never_overspend("").await;
+}
+
+#[tokio::test]
+async fn with_allowances_two_replicas_never_overspend_one_wallet() {
+    never_overspend(ALLOWANCE).await;
+}
+
+async fn never_overspend(state: &str) {
     let redis = RedisServer::start().await;
     let limit = 30 * COST;
-    let config = cfg(&redis, "budget = { usd = 0.21, period = \"monthly\" }", "");
+    let config = cfg(
+        &redis,
+        "budget = { usd = 0.21, period = \"monthly\" }",
+        state,
+    );
     let replicas = [
         Arc::new(spawn_gateway(&config).await),
         Arc::new(spawn_gateway(&config).await),
@@ -126,16 +142,20 @@ async fn two_replicas_under_concurrent_load_never_overspend_one_wallet() {
             other => panic!("unexpected {other}: {}", r.text()),
         }
     }
-    // Then one at a time, alternating replicas, until refused: used up to the last reservation.
-    for i in 0.. {
-        let r = chat(&replicas[i % 2]).await;
-        if r.status != 200 {
-            assert_eq!(r.error_code(), "budget_exceeded");
-            break;
-        }
-        served += 1;
-        charged += nanos(r.header("x-gateway-cost-usd").unwrap());
+    // Then one at a time, alternating replicas, until refused; then (allowances held by the
+    // other replica given back) on one replica until refused: used up to the last reservation.
+    for round in 0..2 {
         settled(&replicas[0]).await;
+        for i in 0.. {
+            let r = chat(&replicas[if round == 0 { i % 2 } else { 0 }]).await;
+            if r.status != 200 {
+                assert_eq!(r.error_code(), "budget_exceeded");
+                break;
+            }
+            served += 1;
+            charged += nanos(r.header("x-gateway-cost-usd").unwrap());
+            settled(&replicas[0]).await;
+        }
     }
     let s = settled(&replicas[0]).await;
     assert_eq!(s.spent, charged, "the store has every settlement once");
@@ -151,8 +171,17 @@ async fn two_replicas_under_concurrent_load_never_overspend_one_wallet() {
 
 #[tokio::test]
 async fn an_rpm_limit_holds_across_three_replicas() {
+    rpm_across_three_replicas("").await;
+}
+
+#[tokio::test]
+async fn with_allowances_an_rpm_limit_holds_across_three_replicas() {
+    rpm_across_three_replicas(ALLOWANCE).await;
+}
+
+async fn rpm_across_three_replicas(state: &str) {
     let redis = RedisServer::start().await;
-    let config = cfg(&redis, "limits = { rpm = 12 }", "");
+    let config = cfg(&redis, "limits = { rpm = 12 }", state);
     let replicas = [
         spawn_gateway(&config).await,
         spawn_gateway(&config).await,
@@ -265,12 +294,15 @@ async fn load(
 /// Two replicas under load; Redis killed once spend is flowing, restarted once both noticed;
 /// load stopped once both use it again and every pending settlement is written back.
 /// Returns what the clients were charged, the statuses they saw, the replicas and the server.
-async fn redis_killed_mid_load(mode: &str) -> (u64, Vec<u16>, Vec<Arc<Gateway>>, RedisServer) {
+async fn redis_killed_mid_load(
+    mode: &str,
+    state: &str,
+) -> (u64, Vec<u16>, Vec<Arc<Gateway>>, RedisServer) {
     let mut redis = RedisServer::start().await;
     let config = cfg(
         &redis,
         "budget = { usd = 1000, period = \"monthly\" }",
-        &format!("on_failure = \"{mode}\""),
+        &format!("on_failure = \"{mode}\"\n{state}"),
     );
     let replicas = vec![
         Arc::new(spawn_gateway(&config).await),
@@ -289,8 +321,9 @@ async fn redis_killed_mid_load(mode: &str) -> (u64, Vec<u16>, Vec<Arc<Gateway>>,
             .all(|g| !g.state.shared.as_ref().unwrap().is_up())
     })
     .await;
-    // Still under load while the store is down.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still under load while the store is down (past the half-lease allowances are used for).
+    let down_for = if state.is_empty() { 300 } else { 3000 };
+    tokio::time::sleep(Duration::from_millis(down_for)).await;
     if mode == "fail_closed" {
         let r = chat(&replicas[0]).await;
         assert_eq!(r.status, 503, "{}", r.text());
@@ -326,7 +359,7 @@ async fn all_spend_is_there(gw: &Gateway, charged: u64) {
 
 #[tokio::test]
 async fn redis_killed_mid_load_fail_closed_refuses_then_writes_back() {
-    let (charged, seen, replicas, _redis) = redis_killed_mid_load("fail_closed").await;
+    let (charged, seen, replicas, _redis) = redis_killed_mid_load("fail_closed", "").await;
     assert!(seen.contains(&503) && seen.contains(&200), "{seen:?}");
     all_spend_is_there(&replicas[0], charged).await;
     let m = metrics(&replicas[0]).await;
@@ -339,7 +372,7 @@ async fn redis_killed_mid_load_fail_closed_refuses_then_writes_back() {
 
 #[tokio::test]
 async fn redis_killed_mid_load_fail_open_local_serves_and_reconciles() {
-    let (charged, seen, replicas, _redis) = redis_killed_mid_load("fail_open_local").await;
+    let (charged, seen, replicas, _redis) = redis_killed_mid_load("fail_open_local", "").await;
     assert_eq!(seen, vec![200], "never refused: {seen:?}");
     all_spend_is_there(&replicas[1], charged).await;
     let m = metrics(&replicas[0]).await;
@@ -351,6 +384,57 @@ async fn redis_killed_mid_load_fail_open_local_serves_and_reconciles() {
         !m.contains("gateway_shared_state_written_back_total 0"),
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn with_allowances_redis_killed_mid_load_serves_from_them_then_refuses_then_charges_all() {
+    let (charged, seen, replicas, _redis) = redis_killed_mid_load("fail_closed", ALLOWANCE).await;
+    assert!(seen.contains(&503) && seen.contains(&200), "{seen:?}");
+    all_spend_is_there(&replicas[0], charged).await;
+}
+
+#[tokio::test]
+async fn with_allowances_fail_open_local_serves_throughout_and_reconciles() {
+    let (charged, seen, replicas, _redis) =
+        redis_killed_mid_load("fail_open_local", ALLOWANCE).await;
+    assert_eq!(seen, vec![200], "never refused: {seen:?}");
+    all_spend_is_there(&replicas[1], charged).await;
+}
+
+#[tokio::test]
+async fn with_allowances_a_shutdown_charges_what_was_served_and_gives_the_rest_back() {
+    let redis = RedisServer::start().await;
+    // A long sync interval: what reaches the store is the shutdown's doing.
+    let config = cfg(
+        &redis,
+        "budget = { usd = 1.0, period = \"daily\" }\nlimits = { rpm = 600, tpm = 100000, concurrency = 10 }",
+        "local_allowance = 0.2\nallowance_sync_ms = 10000",
+    );
+    let mut gw = spawn_gateway(&config).await;
+    for _ in 0..3 {
+        assert_eq!(chat(&gw).await.status, 200);
+    }
+    // One round trip, for the first request; the others were admitted from the allowance.
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("gateway_shared_state_allowance_admitted_total 3")
+            && m.contains("gateway_shared_state_allowance_top_ups_total 1"),
+        "{m}"
+    );
+    // Held, not yet charged: the store shows the allowance reserved.
+    let s = shared_standing(&gw).await;
+    assert_eq!(s.spent, 0);
+    assert!(s.reserved >= 200_000_000, "{s:?}");
+    assert_eq!(s.inflight, 2, "two of ten slots held: {s:?}");
+    gw.begin_shutdown().await.unwrap();
+    drop(gw);
+    let other = spawn_gateway(&config).await;
+    eventually(5, "the shutdown charged the store", || async {
+        shared_standing(&other).await.spent == 3 * COST
+    })
+    .await;
+    let s = shared_standing(&other).await;
+    assert_eq!((s.reserved, s.inflight), (0, 0), "{s:?}");
 }
 
 #[tokio::test]
