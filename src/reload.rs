@@ -106,6 +106,9 @@ fn needs_restart(old: &Runtime, new: &Runtime) -> Vec<String> {
     if dir(old) != dir(new) {
         out.push("state.dir".to_string());
     }
+    if old.spend.shared != new.spend.shared {
+        out.push("state.backend or state.redis".to_string());
+    }
     if old.ops.audit.sink_differs(&new.ops.audit) {
         out.push("audit (sinks, queue, key)".to_string());
     }

@@ -64,7 +64,7 @@ pub enum OnFailure {
 }
 
 /// The validated `[state.redis]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedSettings {
     /// The URL with credentials filled in; never printed.
     pub url: Secret,
