@@ -57,7 +57,9 @@ pub fn reload(state: &AppState, trigger: &'static str) -> Result<Reloaded, Vec<S
     counter.with_label_values(&["ok"]).inc();
     let hash = new.ops.config_hash.to_string();
     // Certificate files can change under an unchanged config: with TLS on, always swap.
-    if *old.ops.config_hash == *hash && new.ops.tls.is_none() {
+    let redis = new.spend.shared.clone();
+    let redis_tls = redis.as_ref().is_some_and(|s| s.tls.is_some());
+    if *old.ops.config_hash == *hash && new.ops.tls.is_none() && !redis_tls {
         tracing::debug!(trigger, hash, "config unchanged");
         return Ok(Reloaded {
             hash,
@@ -76,6 +78,16 @@ pub fn reload(state: &AppState, trigger: &'static str) -> Result<Reloaded, Vec<S
     }
     state.metrics.ops.set_config(&new);
     state.set_runtime(new);
+    // Other files for the same store are taken over; another store waits for a restart.
+    if let (Some(shared), Some(redis)) = (&state.shared, redis) {
+        let store = shared.store();
+        if store.settings().same_but_tls(&redis) && store.use_tls(redis.tls) {
+            tracing::info!(
+                trigger,
+                "state.redis TLS files changed: new connections use them"
+            );
+        }
+    }
     tracing::info!(trigger, hash, changes = changes.len(), "config reloaded");
     for c in &changes {
         tracing::info!(trigger, "config change: {c}");
@@ -105,6 +117,11 @@ fn needs_restart(old: &Runtime, new: &Runtime) -> Vec<String> {
     let dir = |rt: &Runtime| rt.spend.state.as_ref().map(|s| s.dir.clone());
     if dir(old) != dir(new) {
         out.push("state.dir".to_string());
+    }
+    match (&old.spend.shared, &new.spend.shared) {
+        (None, None) => {}
+        (Some(a), Some(b)) if a.same_but_tls(b) => {}
+        _ => out.push("state.backend or state.redis".to_string()),
     }
     if old.ops.audit.sink_differs(&new.ops.audit) {
         out.push("audit (sinks, queue, key)".to_string());

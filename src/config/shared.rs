@@ -4,18 +4,24 @@
 //!
 //! The URL names a server, never a password: a password comes from `password_env` (or the
 //! whole URL from `url_env`), like every other secret in this file.
+//!
+//! With `rediss://`, `ca_file` and a client certificate are read here, at every load, so a
+//! reload brings rotated files to the store's next connections.
 
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use super::Secret;
+use super::{OneOrMany, Secret};
 
 /// `[state.redis]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`, or `rediss://...` for TLS (rustls, Mozilla's roots).
+    /// `redis://host:port/db`, or `rediss://...` for TLS (rustls; Mozilla's roots unless
+    /// `ca_file`).
     pub url: Option<String>,
     /// Environment variable holding the whole URL (when it carries credentials).
     pub url_env: Option<String>,
@@ -40,6 +46,13 @@ pub struct RedisConfig {
     /// How often a replica writes the spend served from its allowances to the store and tops
     /// them up (or gives back the allowances nobody used).
     pub allowance_sync_ms: u64,
+    /// PEM file(s) of the CA certificates the server's certificate is checked against, instead
+    /// of the public roots (a private CA). Only with `rediss://`.
+    pub ca_file: Option<OneOrMany>,
+    /// PEM client certificate (chain) and private key presented to the server (mTLS). Only
+    /// with `rediss://`.
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
 }
 
 impl Default for RedisConfig {
@@ -57,6 +70,9 @@ impl Default for RedisConfig {
             probe_interval_ms: 500,
             local_allowance: 0.0,
             allowance_sync_ms: 200,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -72,7 +88,7 @@ pub enum OnFailure {
 }
 
 /// The validated `[state.redis]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SharedSettings {
     /// The URL with credentials filled in; never printed.
     pub url: Secret,
@@ -86,6 +102,52 @@ pub struct SharedSettings {
     /// Share of each limit taken at once (0: off).
     pub local_allowance: f64,
     pub allowance_sync: Duration,
+    /// With `ca_file` or a client certificate: the files' contents, as read at load.
+    pub tls: Option<RedisTls>,
+}
+
+impl SharedSettings {
+    /// Whether `other` talks to the same store the same way, TLS files aside (those a running
+    /// store takes over; see `ledger::redis::Store::use_tls`).
+    pub fn same_but_tls(&self, other: &Self) -> bool {
+        let mut other = other.clone();
+        other.tls.clone_from(&self.tls);
+        *self == other
+    }
+}
+
+/// The TLS material for `rediss://`: PEM, checked at load.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The CAs trusted for the server's certificate; None: the public (Mozilla) roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate chain and private key (mTLS).
+    pub identity: Option<(Vec<u8>, Secret)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl RedisTls {
+    /// The form the redis crate takes.
+    pub fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .identity
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.expose().as_bytes().to_vec(),
+                }),
+            root_cert: self.ca.clone(),
+        }
+    }
 }
 
 /// Validates `[state.redis]`; problems go to `errs` with their TOML path.
@@ -145,6 +207,12 @@ pub fn build(
         // The parser's message may quote the URL; only say where the problem is.
         errs.push(format!("{at}.url: not a valid Redis URL"));
     }
+    let tls = tls(c, at, errs);
+    if tls.is_some() && !url.starts_with("rediss://") {
+        errs.push(format!(
+            "{at}: ca_file and client_cert_file/client_key_file need a rediss:// (TLS) url"
+        ));
+    }
     if c.pool_size == 0 || c.pool_size > 64 {
         errs.push(format!("{at}.pool_size: must be between 1 and 64"));
     }
@@ -184,7 +252,123 @@ pub fn build(
         probe_interval: Duration::from_millis(c.probe_interval_ms.max(1)),
         local_allowance: c.local_allowance.clamp(0.0, 0.5),
         allowance_sync: Duration::from_millis(c.allowance_sync_ms.clamp(10, 10_000)),
+        tls,
     })
+}
+
+/// Reads and checks `ca_file` and the client certificate pair (None when neither is set).
+fn tls(c: &RedisConfig, at: &str, errs: &mut Vec<String>) -> Option<RedisTls> {
+    let ca_files = c
+        .ca_file
+        .as_ref()
+        .map(OneOrMany::to_vec)
+        .unwrap_or_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let mut ca = Vec::new();
+    for (i, path) in ca_files.iter().enumerate() {
+        let field = if ca_files.len() == 1 {
+            format!("{at}.ca_file")
+        } else {
+            format!("{at}.ca_file[{i}]")
+        };
+        let Some((pem, certs)) = read_certs(path, &field, errs) else {
+            continue;
+        };
+        for cert in certs {
+            if let Err(e) = roots.add(cert) {
+                errs.push(format!(
+                    "{field}: {path:?} holds a certificate rustls rejects: {e}"
+                ));
+            }
+        }
+        ca.extend_from_slice(&pem);
+        ca.push(b'\n');
+    }
+    if matches!(&c.ca_file, Some(OneOrMany::Many(v)) if v.is_empty()) {
+        errs.push(format!(
+            "{at}.ca_file: an empty list would trust no server certificate"
+        ));
+    }
+    let identity = match (&c.client_cert_file, &c.client_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => identity(cert, key, at, errs),
+        _ => {
+            errs.push(format!(
+                "{at}: client_cert_file and client_key_file go together"
+            ));
+            None
+        }
+    };
+    if c.ca_file.is_none() && c.client_cert_file.is_none() && c.client_key_file.is_none() {
+        return None;
+    }
+    Some(RedisTls {
+        ca: c.ca_file.is_some().then_some(ca),
+        identity,
+    })
+}
+
+/// A PEM file's bytes and the certificates in it; problems go to `errs` under `field`.
+fn read_certs(
+    path: &str,
+    field: &str,
+    errs: &mut Vec<String>,
+) -> Option<(Vec<u8>, Vec<CertificateDer<'static>>)> {
+    let pem = std::fs::read(path)
+        .map_err(|e| errs.push(format!("{field}: cannot read {path:?}: {e}")))
+        .ok()?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Some((pem, certs)),
+        Ok(_) => {
+            errs.push(format!("{field}: {path:?} holds no PEM certificate"));
+            None
+        }
+        Err(e) => {
+            errs.push(format!("{field}: {path:?} is not valid PEM: {e}"));
+            None
+        }
+    }
+}
+
+/// The client certificate chain and key, checked to belong together.
+// ring is the crypto provider of the whole binary (see `state.rs`); rustls deprecated its
+// constructor only for lacking post-quantum key exchange.
+#[allow(deprecated)]
+fn identity(cert: &str, key: &str, at: &str, errs: &mut Vec<String>) -> Option<(Vec<u8>, Secret)> {
+    let chain = read_certs(cert, &format!("{at}.client_cert_file"), errs);
+    let key_pem = std::fs::read(key)
+        .map_err(|e| errs.push(format!("{at}.client_key_file: cannot read {key:?}: {e}")))
+        .ok()?;
+    // Neither the parser's message nor the file is echoed: it could quote key material.
+    let no_key = || {
+        format!("{at}.client_key_file: {key:?} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")
+    };
+    let Some(key_text) = String::from_utf8(key_pem).ok() else {
+        errs.push(no_key());
+        return None;
+    };
+    let key_text = Secret::new(key_text);
+    let Ok(parsed) = PrivateKeyDer::from_pem_slice(key_text.expose().as_bytes()) else {
+        errs.push(no_key());
+        return None;
+    };
+    let (pem, certs) = chain?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let fits = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_client_auth_cert(certs, parsed)
+        });
+    match fits {
+        Ok(Ok(_)) => Some((pem, key_text)),
+        Ok(Err(e)) | Err(e) => {
+            errs.push(format!(
+                "{at}: client_cert_file and client_key_file do not form an identity: {e}"
+            ));
+            None
+        }
+    }
 }
 
 /// Whether the authority of `url` carries a password (`redis://user:pw@host`, `redis://:pw@`).
@@ -241,5 +425,33 @@ mod tests {
         assert!(build(&c, &|_| None, &mut errs).is_none());
         assert!(errs[0].contains("password_env"), "{errs:?}");
         assert!(!errs[0].contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_files_are_never_printed() {
+        let tls = RedisTls {
+            ca: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            identity: Some((
+                b"cert".to_vec(),
+                Secret::new("-----BEGIN PRIVATE KEY----- k"),
+            )),
+        };
+        let shown = format!("{tls:?}");
+        assert!(!shown.contains("BEGIN"), "{shown}");
+        let certs = format!("{:?}", tls.certificates());
+        assert!(!certs.contains("BEGIN"), "{certs}");
+    }
+
+    #[test]
+    fn tls_settings_need_a_tls_url() {
+        let mut errs = Vec::new();
+        let c = RedisConfig {
+            url: Some("redis://h:6379".into()),
+            client_key_file: Some("/nonexistent/key.pem".into()),
+            ..RedisConfig::default()
+        };
+        build(&c, &|_| None, &mut errs);
+        assert!(errs.iter().any(|e| e.contains("go together")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("rediss://")), "{errs:?}");
     }
 }

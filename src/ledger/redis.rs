@@ -30,7 +30,7 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::OnceCell;
 
 use super::{Denial, Limit, Standing, WalletSpec};
-use crate::config::shared::SharedSettings;
+use crate::config::shared::{RedisTls, SharedSettings};
 
 /// What the scripts that reserve share: the server's time in ms (`now`), `purge` (lapsed
 /// reservations stop counting and are kept aside, so a late settlement is still charged) and
@@ -344,7 +344,8 @@ pub struct PotReply {
 /// The connection pool, the scripts and the key names.
 pub struct Store {
     settings: SharedSettings,
-    pool: OnceCell<Vec<ConnectionManager>>,
+    /// Replaced when a reload brings other TLS files; requests under way keep the old pool.
+    conns: arc_swap::ArcSwap<Conns>,
     next: AtomicUsize,
     reserve: Script,
     settle: Script,
@@ -359,11 +360,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The TLS material connections are made with, and the pool made with it.
+struct Conns {
+    tls: Option<RedisTls>,
+    pool: OnceCell<Vec<ConnectionManager>>,
+}
+
+impl Conns {
+    fn new(tls: Option<RedisTls>) -> Arc<Self> {
+        Arc::new(Self {
+            tls,
+            pool: OnceCell::new(),
+        })
+    }
+}
+
 impl Store {
     pub fn new(settings: SharedSettings) -> Arc<Self> {
         Arc::new(Self {
+            conns: arc_swap::ArcSwap::new(Conns::new(settings.tls.clone())),
             settings,
-            pool: OnceCell::new(),
             next: AtomicUsize::new(0),
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
@@ -375,13 +391,28 @@ impl Store {
         &self.settings
     }
 
-    fn client(&self) -> Result<redis::Client, StoreError> {
-        Ok(redis::Client::open(self.settings.url.expose())?)
+    /// Makes new connections use `tls` (the files as a reload read them); false when they
+    /// already do. Open connections are kept until the requests using them are done.
+    pub fn use_tls(&self, tls: Option<RedisTls>) -> bool {
+        if self.conns.load().tls == tls {
+            return false;
+        }
+        self.conns.store(Conns::new(tls));
+        true
+    }
+
+    fn client(&self, tls: Option<&RedisTls>) -> Result<redis::Client, StoreError> {
+        let url = self.settings.url.expose();
+        Ok(match tls {
+            None => redis::Client::open(url)?,
+            Some(t) => redis::Client::build_with_tls(url, t.certificates())?,
+        })
     }
 
     /// A connection of the pool (connected lazily, reconnected by the manager).
     async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let pool = self
+        let conns = self.conns.load_full();
+        let pool = conns
             .pool
             .get_or_try_init(|| async {
                 let config = redis::aio::ConnectionManagerConfig::new()
@@ -389,7 +420,7 @@ impl Store {
                     .set_response_timeout(Some(self.settings.command_timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(200));
-                let client = self.client()?;
+                let client = self.client(conns.tls.as_ref())?;
                 (0..self.settings.pool_size)
                     .map(|_| {
                         ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
@@ -689,7 +720,7 @@ impl Store {
 
     /// A subscription to published cooldowns; messages are `"<ms> <name>"`.
     pub async fn subscribe(&self) -> Result<redis::aio::PubSub, StoreError> {
-        let client = self.client()?;
+        let client = self.client(self.conns.load().tls.as_ref())?;
         let channel = self.channel();
         let limit = self.settings.connect_timeout + self.settings.command_timeout;
         let work = async {

@@ -1,7 +1,8 @@
 //! Several replicas sharing one real Redis (`[state] backend = "redis"`): one wallet under
 //! concurrent load from two replicas never overspent, an RPM limit held across three, a 429 on
 //! one replica cooling the deployment on the other, Redis killed mid-load under both failure
-//! modes (and the spend written back once it returns), spend kept across a replica restart.
+//! modes (and the spend written back once it returns), spend kept across a replica restart;
+//! the store behind TLS with a private CA and with client certificates (mTLS).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::redis::RedisServer;
+use crate::support::tls::Pki;
 use crate::support::*;
 
 /// $0.001 per token in and out (the same arithmetic as the budget tests).
@@ -18,6 +20,10 @@ const COST: u64 = 7_000_000;
 const RESERVATION: u64 = 18_000_000;
 
 fn cfg(redis: &RedisServer, project: &str, state: &str) -> String {
+    cfg_at(&redis.url(), project, state)
+}
+
+fn cfg_at(url: &str, project: &str, state: &str) -> String {
     format!(
         r#"
 [server]
@@ -51,7 +57,6 @@ keys = ["{key}"]
 
 {PRICING}
 "#,
-        url = redis.url(),
         key = hashed(KEY),
     )
 }
@@ -512,4 +517,156 @@ async fn a_replica_restart_keeps_spend_and_reports_read_the_store() {
         "{}",
         out.1
     );
+}
+
+/// `[state.redis]` lines for TLS: the CA file and, with `client`, the client certificate pair.
+fn tls_lines(pki: &Pki, ca: &str, client: bool) -> String {
+    let mut out = format!("ca_file = {:?}\n", pki.path(ca));
+    if client {
+        out += &format!(
+            "client_cert_file = {:?}\nclient_key_file = {:?}\n",
+            pki.path("client.pem"),
+            pki.path("client.key")
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn replicas_share_spend_over_tls_to_a_server_with_a_private_ca() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki, false).await;
+    let project = "budget = { usd = 1.0, period = \"daily\" }";
+    let config = cfg(&redis, project, &tls_lines(&pki, "ca.pem", false));
+    let (a, b) = (spawn_gateway(&config).await, spawn_gateway(&config).await);
+    assert_eq!(chat(&a).await.status, 200);
+    assert_eq!(settled(&a).await.spent, COST);
+    // The other replica reads the same wallet over its own TLS connections, and adds to it.
+    assert_eq!(shared_standing(&b).await.spent, COST);
+    assert_eq!(chat(&b).await.status, 200);
+    assert_eq!(settled(&a).await.spent, 2 * COST);
+
+    // Without the CA, the public roots do not vouch for the server: refused, as configured.
+    let untrusting = spawn_gateway(&cfg(&redis, project, "")).await;
+    let r = chat(&untrusting).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "shared_state_unavailable");
+}
+
+#[tokio::test]
+async fn a_server_requiring_client_certificates_admits_only_a_gateway_with_one() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki, true).await;
+    let project = "budget = { usd = 1.0, period = \"daily\" }";
+
+    let without = spawn_gateway(&cfg(&redis, project, &tls_lines(&pki, "ca.pem", false))).await;
+    let r = chat(&without).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "shared_state_unavailable");
+
+    let with = spawn_gateway(&cfg(&redis, project, &tls_lines(&pki, "ca.pem", true))).await;
+    let r = chat(&with).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(settled(&with).await.spent, COST);
+    // Cooldowns travel over a pub/sub connection, made with the same certificates.
+    let store = with.state.shared.as_ref().unwrap().store();
+    assert!(store.subscribe().await.is_ok());
+    let store = without.state.shared.as_ref().unwrap().store();
+    assert!(store.subscribe().await.is_err());
+}
+
+#[tokio::test]
+async fn a_reload_brings_a_rotated_ca_file_to_new_connections() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let redis = RedisServer::start_tls(&pki, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ca) = (dir.path().join("gateway.toml"), dir.path().join("ca.pem"));
+    // First the wrong CA: the store cannot be trusted, requests are refused.
+    std::fs::write(&ca, &other.ca_pem).unwrap();
+    let state = format!("ca_file = {:?}", ca.to_string_lossy());
+    let config = cfg(&redis, "budget = { usd = 1.0, period = \"daily\" }", &state);
+    std::fs::write(
+        &path,
+        config.replace("[server]", "[server]\nwatch_config = false"),
+    )
+    .unwrap();
+    let gw = spawn_gateway_file(&path).await;
+    assert_eq!(chat(&gw).await.status, 503);
+
+    // The file is replaced under an unchanged config; a reload reads it again.
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    gateway::reload::reload(&gw.state, "test").unwrap();
+    let shared = gw.state.shared.clone().unwrap();
+    eventually(10, "the store is reachable with the new CA", || async {
+        shared.is_up()
+    })
+    .await;
+    assert_eq!(chat(&gw).await.status, 200);
+    assert_eq!(settled(&gw).await.spent, COST);
+}
+
+#[test]
+fn tls_settings_are_checked_at_load() {
+    let pki = Pki::new();
+    let garbage = pki.dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let tls_url = "rediss://127.0.0.1:1/0";
+    let problems = |url: &str, state: &str| runtime_from(&cfg_at(url, "", state), &[]).unwrap_err();
+
+    let e = problems(
+        tls_url,
+        &format!("ca_file = {:?}", garbage.to_string_lossy()),
+    );
+    assert!(
+        e.iter().any(|p| p.starts_with("state.redis.ca_file:")),
+        "{e:?}"
+    );
+    let e = problems(tls_url, &format!("ca_file = {:?}", pki.path("missing.pem")));
+    assert!(
+        e.iter()
+            .any(|p| p.starts_with("state.redis.ca_file: cannot read")),
+        "{e:?}"
+    );
+    // A TLS setting with a plain-text URL is a mistake, not something to ignore.
+    let e = problems("redis://127.0.0.1:1/0", &tls_lines(&pki, "ca.pem", false));
+    assert!(
+        e.iter()
+            .any(|p| p.contains("state.redis") && p.contains("rediss://")),
+        "{e:?}"
+    );
+    // The pair goes together, and must fit.
+    let e = problems(
+        tls_url,
+        &format!("client_cert_file = {:?}", pki.path("client.pem")),
+    );
+    assert!(
+        e.iter()
+            .any(|p| p.contains("state.redis: client_cert_file and client_key_file go together")),
+        "{e:?}"
+    );
+    let mismatched = format!(
+        "client_cert_file = {:?}\nclient_key_file = {:?}",
+        pki.path("client.pem"),
+        pki.path("server.key")
+    );
+    let e = problems(tls_url, &mismatched);
+    assert!(
+        e.iter().any(|p| p.contains("do not form an identity")),
+        "{e:?}"
+    );
+    let e = problems(
+        tls_url,
+        &format!(
+            "client_cert_file = {:?}\nclient_key_file = {:?}",
+            pki.path("client.pem"),
+            pki.path("ca.pem")
+        ),
+    );
+    assert!(
+        e.iter()
+            .any(|p| p.starts_with("state.redis.client_key_file:")),
+        "{e:?}"
+    );
+    assert!(runtime_from(&cfg_at(tls_url, "", &tls_lines(&pki, "ca.pem", true)), &[]).is_ok());
 }

@@ -1,7 +1,7 @@
 //! A real `redis-server` as a child process on a free loopback port, for the shared-state
 //! tests: started with persistence to a temporary directory (so a restart keeps what was
 //! written, as a production server with AOF would), stopped and restarted on the same port,
-//! killed when dropped. The binary is `redis-server` on PATH (or `$REDIS_SERVER`); a missing
+//! killed when dropped; or serving TLS only, with certificates from a test PKI. The binary is `redis-server` on PATH (or `$REDIS_SERVER`); a missing
 //! binary fails the test with a message saying how to install it.
 
 use std::path::PathBuf;
@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct RedisServer {
     pub port: u16,
+    /// Serving TLS only: `[cert, key, ca]` files, and whether clients must show a certificate.
+    tls: Option<([String; 3], bool)>,
     child: Option<Child>,
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -44,8 +46,20 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server that speaks TLS only, with the PKI's server certificate; with
+    /// `require_client_cert`, a client must present a certificate issued by the PKI's CA.
+    pub async fn start_tls(pki: &super::tls::Pki, require_client_cert: bool) -> Self {
+        let files = ["server.pem", "server.key", "ca.pem"].map(|f| pki.path(f));
+        Self::start_with(Some((files, require_client_cert))).await
+    }
+
+    async fn start_with(tls: Option<([String; 3], bool)>) -> Self {
         let mut me = Self {
             port: free_port(),
+            tls,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
             bin: binary(),
@@ -55,12 +69,25 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new(&self.bin);
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(([cert, key, ca], require)) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", cert, "--tls-key-file", key])
+                .args(["--tls-ca-cert-file", ca])
+                .args(["--tls-auth-clients", if *require { "yes" } else { "no" }]),
+        };
+        let child = cmd
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
@@ -88,10 +115,14 @@ impl RedisServer {
         }
     }
 
+    /// Answers PING; a TLS server only has to accept connections (it binds once set up).
     async fn pong(&self) -> bool {
         let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
             return false;
         };
+        if self.tls.is_some() {
+            return true;
+        }
         if s.write_all(b"PING\r\n").await.is_err() {
             return false;
         }

@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A test CA, a server certificate for `localhost`, `127.0.0.1` and `upstream.test`, and a
-/// client certificate, all
-/// written as PEM files into a temporary directory.
+/// client certificate, all written as PEM files into a temporary directory (`ca.pem`,
+/// `server.pem`, `server.key`, `client.pem`, `client.key`).
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
@@ -53,6 +53,8 @@ impl Pki {
         let ca_pem = ca_cert.pem();
         for (name, pem) in [
             ("ca.pem", &ca_pem),
+            ("server.pem", &server_pem),
+            ("server.key", &server_key_pem),
             ("client.pem", &client_pem),
             ("client.key", &client_key_pem),
         ] {
