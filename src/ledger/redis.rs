@@ -298,7 +298,7 @@ pub enum StoreError {
 }
 
 /// One wallet's part of a settlement or write-back.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Charge {
     pub wallet: String,
     pub period_start: i64,

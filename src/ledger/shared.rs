@@ -8,6 +8,7 @@
 //! The store's keys and scripts are in `redis.rs`; the request path only sees [`SpendHold`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,12 +100,38 @@ pub enum Refused {
 /// Spend to write back: whole settlements that failed (with their reservation id, so the
 /// reservation is released too), and charges made on local limits, summed per wallet and
 /// period until the store answers (bounded by the number of wallets, not of requests).
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Pending {
     batches: VecDeque<Batch>,
+    #[serde(with = "open_entries")]
     open: BTreeMap<(String, i64), (Option<i64>, u64)>,
 }
 
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.open.is_empty()
+    }
+}
+
+/// The per-wallet sums as a list (JSON maps need string keys).
+mod open_entries {
+    use std::collections::BTreeMap;
+
+    /// (wallet, period start) -> (expire at, cost).
+    type Entry = ((String, i64), (Option<i64>, u64));
+    type Open = BTreeMap<(String, i64), (Option<i64>, u64)>;
+
+    pub fn serialize<S: serde::Serializer>(open: &Open, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(open.iter())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Open, D::Error> {
+        let entries: Vec<Entry> = serde::Deserialize::deserialize(d)?;
+        Ok(entries.into_iter().collect())
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Batch {
     id: String,
     charges: Vec<Charge>,
@@ -121,6 +148,11 @@ pub struct Shared {
     probe_interval: Duration,
     up: AtomicBool,
     pending: Mutex<Pending>,
+    /// With `[state] dir`: where the pending spend is kept, so a replica killed while the
+    /// store is unreachable writes it back after its restart.
+    spool: Option<PathBuf>,
+    /// The pending spend changed since it was last written to `spool`.
+    dirty: AtomicBool,
     /// With `local_allowance`: what this replica admits from without a round trip.
     allowance: Option<Allowance>,
     tasks: TaskTracker,
@@ -142,8 +174,13 @@ impl Shared {
         local: Arc<Ledger>,
         tasks: TaskTracker,
         metrics: SharedMetrics,
+        spool: Option<PathBuf>,
     ) -> Arc<Self> {
         metrics.up.set(1);
+        let pending = spool.as_deref().map(load_spool).unwrap_or_default();
+        metrics
+            .pending
+            .set(pending.batches.len() as i64 + i64::from(!pending.open.is_empty()));
         let allowance = (settings.local_allowance > 0.0)
             .then(|| Allowance::new(settings.local_allowance, settings.allowance_sync));
         Arc::new(Self {
@@ -153,7 +190,9 @@ impl Shared {
             store: Store::new(settings),
             local,
             up: AtomicBool::new(true),
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(pending),
+            spool,
+            dirty: AtomicBool::new(false),
             tasks,
             metrics,
         })
@@ -422,6 +461,32 @@ impl Shared {
             p.batches.push_back(batch);
             self.metrics.pending.set(p.batches.len() as i64);
         }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Writes the pending spend to the spool file if it changed (removes the file once
+    /// nothing is pending). A write that fails is tried again at the next call.
+    fn persist(&self) {
+        let Some(path) = &self.spool else { return };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let bytes = match self.pending.lock() {
+            Ok(p) if p.is_empty() => None,
+            Ok(p) => serde_json::to_vec(&*p).ok(),
+            Err(_) => return,
+        };
+        let result = match bytes {
+            None => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Some(b) => write_atomically(path, &b),
+        };
+        if let Err(e) = result {
+            self.dirty.store(true, Ordering::Release);
+            tracing::error!(error = %e, file = %path.display(), "cannot write the pending shared spend to disk; it is kept in memory");
+        }
     }
 
     /// Adds a charge made on local limits to what is written back later.
@@ -440,6 +505,7 @@ impl Shared {
             }
             self.metrics.pending.set(p.batches.len() as i64 + 1);
         }
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// Writes back everything pending, in order, until done or the store fails again. Each
@@ -464,8 +530,13 @@ impl Shared {
                     used_tokens: 0,
                     local: true,
                 });
+                self.dirty.store(true, Ordering::Release);
             }
         }
+        // The batches' ids are on disk before they are sent: a batch sent, then lost to a
+        // crash before its removal is written, is sent again after the restart under the same
+        // id, and counts once.
+        self.persist();
         while let Some(batch) = self.next_batch() {
             match self
                 .store
@@ -488,6 +559,8 @@ impl Shared {
             let open = i64::from(!p.open.is_empty());
             self.metrics.pending.set(p.batches.len() as i64 + open);
         }
+        self.dirty.store(true, Ordering::Release);
+        self.persist();
     }
 
     fn next_batch(&self) -> Option<Batch> {
@@ -506,12 +579,14 @@ impl Shared {
     /// on `stop`, tries one last write-back.
     pub async fn monitor(self: Arc<Self>, stop: CancellationToken) {
         loop {
+            self.persist();
             tokio::select! {
                 () = tokio::time::sleep(self.probe_interval) => {}
                 () = stop.cancelled() => {
                     if self.has_pending() && self.is_up() {
                         self.write_back().await;
                     }
+                    self.persist();
                     return;
                 }
             }
@@ -613,6 +688,45 @@ impl Shared {
             }
         }
     }
+}
+
+/// The spend a previous run left pending in `path` (nothing if there is no file; a file that
+/// cannot be read is set aside and reported).
+fn load_spool(path: &Path) -> Pending {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Pending::default(),
+        Err(e) => {
+            tracing::error!(error = %e, file = %path.display(), "cannot read the pending shared spend");
+            return Pending::default();
+        }
+    };
+    match serde_json::from_slice::<Pending>(&bytes) {
+        Ok(p) => {
+            tracing::warn!(
+                batches = p.batches.len(),
+                wallets = p.open.len(),
+                "spend served while the shared store was unreachable, before a restart: written back once it answers"
+            );
+            p
+        }
+        Err(e) => {
+            let aside = path.with_extension("json.unreadable");
+            let _ = std::fs::rename(path, &aside);
+            tracing::error!(error = %e, file = %aside.display(), "the pending shared spend file is unreadable; set aside");
+            Pending::default()
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` (a temporary file, synced, then renamed over it).
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// 128 random bits in hex: a reservation or batch id (no request data in it).

@@ -654,11 +654,17 @@ pub fn open_shared(
     metrics: &SpendMetrics,
 ) -> Option<Arc<Shared>> {
     let settings = rt.spend.shared.clone()?;
+    let spool = rt
+        .spend
+        .state
+        .as_ref()
+        .map(|s| s.dir.join("shared-pending.json"));
     Some(Shared::new(
         settings,
         ledger.clone(),
         tasks.clone(),
         metrics.shared.clone(),
+        spool,
     ))
 }
 

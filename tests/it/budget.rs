@@ -492,56 +492,6 @@ async fn a_cache_hit_costs_nothing() {
     );
 }
 
-/// The real binary on a state directory, its `listen` address read from its JSON log.
-struct Served {
-    child: std::process::Child,
-    addr: String,
-}
-
-fn serve_binary(config: &std::path::Path) -> Served {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env_remove("GATEWAY_CONFIG")
-        .env("RUST_LOG", "info")
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(config)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway starts");
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(listen) = v["listen"].as_str() {
-            break listen.to_string();
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Served { child, addr }
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 #[tokio::test]
 async fn spend_survives_sigkill_mid_load_and_a_torn_journal_tail() {
     for fsync in ["always", "batched"] {

@@ -670,3 +670,79 @@ fn tls_settings_are_checked_at_load() {
     );
     assert!(runtime_from(&cfg_at(tls_url, "", &tls_lines(&pki, "ca.pem", true)), &[]).is_ok());
 }
+
+#[tokio::test]
+async fn spend_pending_when_a_replica_is_killed_is_written_back_after_its_restart() {
+    let mut redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let served_config = cfg(
+        &redis,
+        "budget = { usd = 1000, period = \"monthly\" }",
+        "on_failure = \"fail_open_local\"",
+    )
+    .replace(
+        "[server]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n",
+    )
+    .replace(
+        "[state]\n",
+        &format!(
+            "[state]\ndir = \"{}\"\n",
+            dir.path().join("state").display()
+        ),
+    );
+    std::fs::write(&path, &served_config).unwrap();
+    // Reads the store without a state directory of its own.
+    let reader = spawn_gateway(&cfg(
+        &redis,
+        "budget = { usd = 1000, period = \"monthly\" }",
+        "",
+    ))
+    .await;
+
+    let mut served = serve_binary(&path);
+    let url = format!("http://{}/v1/chat/completions", served.addr);
+    let mut charged = 0;
+    for _ in 0..2 {
+        let r = post_json(&url, Some(KEY), &hi()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        charged += nanos(r.header("x-gateway-cost-usd").unwrap());
+    }
+    redis.stop();
+    for _ in 0..5 {
+        let r = post_json(&url, Some(KEY), &hi()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        charged += nanos(r.header("x-gateway-cost-usd").unwrap());
+    }
+    let spool = dir.path().join("state").join("shared-pending.json");
+    eventually(10, "the pending spend is on disk", || async {
+        std::fs::read_to_string(&spool).is_ok_and(|s| s.contains("alpha"))
+    })
+    .await;
+    // Killed with the store still away: nothing gets a chance to write back.
+    signal(&served.child, "-KILL");
+    let _ = served.child.wait();
+
+    redis.restart().await;
+    let mut served = serve_binary(&path);
+    eventually(10, "the restarted replica wrote the spend back", || async {
+        let w = reader.state.runtime().spend.projects["alpha"]
+            .wallet
+            .clone();
+        let shared = reader.state.shared.as_ref().unwrap();
+        // The reader's first command after the restart may meet the old, broken connection.
+        shared
+            .standings(&[&w])
+            .await
+            .is_ok_and(|s| s[0].spent == charged)
+    })
+    .await;
+    eventually(5, "and no longer keeps it", || async { !spool.exists() }).await;
+    // Written once: it stays that way.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = shared_standing(&reader).await;
+    assert_eq!((s.spent, s.lifetime), (charged, charged));
+    signal(&served.child, "-TERM");
+    let _ = served.child.wait();
+}
