@@ -746,3 +746,53 @@ async fn spend_pending_when_a_replica_is_killed_is_written_back_after_its_restar
     signal(&served.child, "-TERM");
     let _ = served.child.wait();
 }
+
+#[tokio::test]
+async fn a_killed_replicas_allowance_lapses_and_its_spend_is_charged() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let project = "budget = { usd = 1.0, period = \"monthly\" }\nlimits = { concurrency = 4 }";
+    // Streams crawl (a character every 2 s), so one can be in flight when the replica dies.
+    let served_config = cfg(
+        &redis,
+        project,
+        "local_allowance = 0.5\nallowance_sync_ms = 50",
+    )
+    .replace(
+        "[server]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n",
+    )
+    .replace(
+        "reply = \"hello world!\"",
+        "reply = \"hello world!\"\nchunk_chars = 1\nchunk_delay_ms = 2000",
+    );
+    std::fs::write(&path, &served_config).unwrap();
+    let other = spawn_gateway(&cfg(&redis, project, "")).await;
+
+    let mut served = serve_binary(&path);
+    let url = format!("http://{}/v1/chat/completions", served.addr);
+    let r = post_json(&url, Some(KEY), &hi()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut stream = hi();
+    stream["stream"] = json!(true);
+    let in_flight = tokio::spawn(async move { post_json(&url, Some(KEY), &stream).await });
+    // Once idle, the replica's allowance shrinks to what the stream in flight holds: its
+    // reservation and one slot; the finished request is charged.
+    eventually(5, "the replica synced", || async {
+        let s = shared_standing(&other).await;
+        s.spent == COST && s.reserved == RESERVATION && s.inflight == 1
+    })
+    .await;
+    signal(&served.child, "-KILL");
+    let _ = served.child.wait();
+    let _ = in_flight.await;
+
+    // The lease (25 syncs, at least 5 s) runs out; the next admission anywhere clears it.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let r = chat(&other).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = settled(&other).await;
+    assert_eq!(s.spent, 2 * COST, "{s:?}");
+    assert_eq!((s.reserved, s.inflight), (0, 0), "{s:?}");
+}
