@@ -170,6 +170,8 @@ if sc > 0 then
   redis.call('INCRBY', life, int(sc))
 end
 pc = math.max(0, pc - sc)
+-- Tokens used beyond what the allowance held come out of the bucket too.
+local over = math.max(0, st - pt)
 pt = math.max(0, pt - st)
 pq = math.max(0, pq - sq)
 local avail = -1
@@ -197,7 +199,7 @@ else
   pq = 0
 end
 if tpm >= 0 then
-  local lv = level(h, 'tl', 'tt', tpm)
+  local lv = level(h, 'tl', 'tt', tpm) - over
   if release then
     lv = math.min(tpm, lv + pt - wt)
     pt = wt
