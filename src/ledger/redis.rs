@@ -182,37 +182,24 @@ if limit >= 0 then
 else
   pc = 0
 end
+-- A bucket's part of the allowance: released down to `keep` (the rest goes back into the
+-- bucket), or topped up towards `want` with what the bucket holds.
+local function share(lf, tf, cap, held, want, keep, used_over)
+  local lv = level(h, lf, tf, cap) - used_over
+  if release then
+    lv = math.min(cap, lv + held - keep)
+    held = keep
+  else
+    local take = math.max(0, math.min(want - held, math.floor(lv)))
+    lv = lv - take
+    held = held + take
+  end
+  redis.call('HSET', h, lf, tostring(lv), tf, int(now))
+  return held, math.floor(lv)
+end
 local rl, tl = -1, -1
-if rpm >= 0 then
-  local lv = level(h, 'rl', 'rt', rpm)
-  if release then
-    lv = math.min(rpm, lv + pq)
-    pq = 0
-  else
-    local take = math.max(0, math.min(wq - pq, math.floor(lv)))
-    lv = lv - take
-    pq = pq + take
-  end
-  redis.call('HSET', h, 'rl', tostring(lv), 'rt', int(now))
-  rl = math.floor(lv)
-else
-  pq = 0
-end
-if tpm >= 0 then
-  local lv = level(h, 'tl', 'tt', tpm) - over
-  if release then
-    lv = math.min(tpm, lv + pt - wt)
-    pt = wt
-  else
-    local take = math.max(0, math.min(wt - pt, math.floor(lv)))
-    lv = lv - take
-    pt = pt + take
-  end
-  redis.call('HSET', h, 'tl', tostring(lv), 'tt', int(now))
-  tl = math.floor(lv)
-else
-  pt = 0
-end
+if rpm >= 0 then pq, rl = share('rl', 'rt', rpm, pq, wq, 0, 0) else pq = 0 end
+if tpm >= 0 then pt, tl = share('tl', 'tt', tpm, pt, wt, wt, over) else pt = 0 end
 local k = 0
 if conc >= 0 then
   if release then
