@@ -802,6 +802,14 @@ pub struct Served {
     pub addr: String,
 }
 
+/// A test that fails half-way must not leave the server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn serve_binary(config: &std::path::Path) -> Served {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
