@@ -796,3 +796,27 @@ async fn a_killed_replicas_allowance_lapses_and_its_spend_is_charged() {
     assert_eq!(s.spent, 2 * COST, "{s:?}");
     assert_eq!((s.reserved, s.inflight), (0, 0), "{s:?}");
 }
+
+#[tokio::test]
+async fn with_allowances_a_tpm_limit_counts_the_tokens_used() {
+    // A bucket of 100 tokens; "hi" reserves 18 and uses 7. Per request, admission or
+    // allowance, the bucket loses what was used: 12 fit (the 13th finds 16 < 18 left), as
+    // without allowances.
+    let redis = RedisServer::start().await;
+    let config = cfg(
+        &redis,
+        "limits = { tpm = 100 }",
+        "local_allowance = 0.5\nallowance_sync_ms = 50",
+    );
+    let gw = spawn_gateway(&config).await;
+    let mut ok = 0;
+    for _ in 0..20 {
+        let r = chat(&gw).await;
+        match r.status.as_u16() {
+            200 => ok += 1,
+            429 => assert_eq!(r.error_code(), "rate_limit_tpm", "{}", r.text()),
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!((11..=13).contains(&ok), "{ok} requests within a TPM of 100");
+}
