@@ -365,8 +365,10 @@ pub fn normalize(text: &str) -> String {
     let mut out = vec![0u8; n + 1];
     let mut j = 0;
     let mut space = true;
-    // Whether the last character written is a letter (never true right after a space).
+    // Whether the last character written is a letter (never true right after a space). Kept
+    // by the general path only: after plain bytes it is read off the output.
     let mut prev_alpha = false;
+    let mut general_end = 0;
     let mut i = 0;
     while i < n {
         let byte = b[i];
@@ -377,18 +379,22 @@ pub fn normalize(text: &str) -> String {
             out[j] = m;
             j += usize::from(!(sep & space));
             space = sep;
-            prev_alpha = m.is_ascii_lowercase();
             i += 1;
             continue;
         }
+        if i != general_end {
+            prev_alpha = j > 0 && out[j - 1].is_ascii_lowercase();
+        }
         let c = if byte < 0x80 {
             i += 1;
+            general_end = i;
             byte as char
         } else {
             let Some(c) = text[i..].chars().next() else {
                 break;
             };
             i += c.len_utf8();
+            general_end = i;
             match fold(c) {
                 Some(c) => c,
                 None => continue,
@@ -438,19 +444,33 @@ pub fn normalize(text: &str) -> String {
     let out = String::from_utf8(out)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     // Letters spaced out to dodge filters ("i g n o r e") are joined back.
-    if out.len() > 8
-        && out.as_bytes().windows(6).any(|w| {
-            w[1] == b' '
-                && w[3] == b' '
-                && w[5] == b' '
-                && w[0].is_ascii_alphabetic()
-                && w[2].is_ascii_alphabetic()
-                && w[4].is_ascii_alphabetic()
-        })
-    {
+    if out.len() > 8 && spaced_letters(out.as_bytes()) {
         return despace(&out);
     }
     out
+}
+
+/// Whether `s` has a letter, a space, a letter, a space, a letter and a space in a row. Blocks
+/// of 32 positions are tested whole, without an early exit, so the test vectorises.
+fn spaced_letters(s: &[u8]) -> bool {
+    const BLOCK: usize = 32;
+    fn at(w: &[u8], i: usize) -> bool {
+        let alpha = |c: u8| (c | 0x20).wrapping_sub(b'a') < 26;
+        (w[i + 1] == b' ')
+            & (w[i + 3] == b' ')
+            & (w[i + 5] == b' ')
+            & alpha(w[i])
+            & alpha(w[i + 2])
+            & alpha(w[i + 4])
+    }
+    let mut k = 0;
+    while let Some(w) = s.get(k..k + BLOCK + 5) {
+        if (0..BLOCK).fold(false, |any, i| any | at(w, i)) {
+            return true;
+        }
+        k += BLOCK;
+    }
+    (k..s.len().saturating_sub(5)).any(|i| at(s, i))
 }
 
 fn despace(s: &str) -> String {
