@@ -371,17 +371,31 @@ pub fn normalize(text: &str) -> String {
     let mut general_end = 0;
     let mut i = 0;
     while i < n {
-        let byte = b[i];
-        let m = PLAIN[usize::from(byte)];
-        if m != 0 {
-            // A separator after a separator (or at the start) is written and not counted.
-            let sep = m == b' ';
-            out[j] = m;
-            j += usize::from(!(sep & space));
-            space = sep;
-            i += 1;
-            continue;
+        // A run of plain bytes, copied through the table. A separator after a separator (or
+        // at the start) is written and not counted.
+        let run = b[i..]
+            .iter()
+            .position(|&c| PLAIN[usize::from(c)] == 0)
+            .unwrap_or(n - i);
+        if run > 0 {
+            let dst = &mut out[j..j + run];
+            let mut k = 0;
+            for &c in &b[i..i + run] {
+                let m = PLAIN[usize::from(c)];
+                let sep = m == b' ';
+                if let Some(d) = dst.get_mut(k) {
+                    *d = m;
+                }
+                k += usize::from(!(sep & space));
+                space = sep;
+            }
+            j += k;
+            i += run;
+            if i >= n {
+                break;
+            }
         }
+        let byte = b[i];
         if i != general_end {
             prev_alpha = j > 0 && out[j - 1].is_ascii_lowercase();
         }
