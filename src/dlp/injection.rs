@@ -10,10 +10,11 @@
 
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{MatchKind, StartKind};
 use regex::Regex;
 use serde::Deserialize;
 
+use super::dfa::Dfa;
 use super::Sensitivity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -220,7 +221,7 @@ const FAMILIES: &[(&str, &[&str], &str, f32)] = &[
 ];
 
 struct Guard {
-    triggers: AhoCorasick,
+    triggers: Dfa,
     /// Families of each trigger word (a word may start several).
     trigger_family: Vec<Vec<usize>>,
     patterns: Vec<Regex>,
@@ -246,11 +247,7 @@ fn guard() -> Result<&'static Guard, String> {
                     }
                 }
             }
-            let triggers = AhoCorasickBuilder::new()
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .match_kind(MatchKind::Standard)
-                .build(&words)
-                .map_err(|e| e.to_string())?;
+            let triggers = Dfa::new(&words, MatchKind::Standard, false, StartKind::Unanchored)?;
             let patterns = FAMILIES
                 .iter()
                 .map(|(_, _, p, _)| Regex::new(p).map_err(|e| e.to_string()))
@@ -334,24 +331,84 @@ pub fn ready() -> Result<(), String> {
     guard().map(|_| ())
 }
 
-/// Lower-case, de-obfuscated, single-spaced form of `text`. ASCII (nearly all of it, in
-/// practice) takes a byte path; other characters are folded one by one.
+/// Each ASCII byte's normalised form when it needs no context: itself lower-cased when kept, a
+/// space (one per run, none at the start) otherwise. 0 for the bytes that take the general
+/// path: leetspeak candidates and the bytes of non-ASCII characters.
+const PLAIN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = if KEPT[c] {
+            (c as u8).to_ascii_lowercase()
+        } else {
+            b' '
+        };
+        c += 1;
+    }
+    let leet = b"013457!|@$";
+    let mut i = 0;
+    while i < leet.len() {
+        t[leet[i] as usize] = 0;
+        i += 1;
+    }
+    t
+};
+
+/// Lower-case, de-obfuscated, single-spaced form of `text`. Plain ASCII bytes are copied
+/// through a table without branching on word boundaries; leetspeak candidates and other
+/// characters are folded one by one.
 pub fn normalize(text: &str) -> String {
     let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    let n = b.len();
+    // Room for one output byte per input byte; a character whose folded form is longer than
+    // itself makes room first.
+    let mut out = vec![0u8; n + 1];
+    let mut j = 0;
     let mut space = true;
+    // Whether the last character written is a letter (never true right after a space). Kept
+    // by the general path only: after plain bytes it is read off the output.
     let mut prev_alpha = false;
+    let mut general_end = 0;
     let mut i = 0;
-    while i < b.len() {
+    while i < n {
+        // A run of plain bytes, copied through the table. A separator after a separator (or
+        // at the start) is written and not counted.
+        let run = b[i..]
+            .iter()
+            .position(|&c| PLAIN[usize::from(c)] == 0)
+            .unwrap_or(n - i);
+        if run > 0 {
+            let dst = &mut out[j..j + run];
+            let mut k = 0;
+            for &c in &b[i..i + run] {
+                let m = PLAIN[usize::from(c)];
+                let sep = m == b' ';
+                if let Some(d) = dst.get_mut(k) {
+                    *d = m;
+                }
+                k += usize::from(!(sep & space));
+                space = sep;
+            }
+            j += k;
+            i += run;
+            if i >= n {
+                break;
+            }
+        }
         let byte = b[i];
+        if i != general_end {
+            prev_alpha = j > 0 && out[j - 1].is_ascii_lowercase();
+        }
         let c = if byte < 0x80 {
             i += 1;
+            general_end = i;
             byte as char
         } else {
             let Some(c) = text[i..].chars().next() else {
                 break;
             };
             i += c.len_utf8();
+            general_end = i;
             match fold(c) {
                 Some(c) => c,
                 None => continue,
@@ -360,13 +417,6 @@ pub fn normalize(text: &str) -> String {
         // Leetspeak only inside words: "1gn0re" but not "version 1.0"; symbols only between
         // letters, so "<|im_start|>" keeps its bars.
         let c = match c {
-            'a'..='z' => {
-                // The common case: a lower-case letter stays as it is.
-                out.push(c);
-                space = false;
-                prev_alpha = true;
-                continue;
-            }
             '0' | '1' | '3' | '4' | '5' | '7' | '!' | '|' | '@' | '$' => {
                 let next_alpha = match b.get(i) {
                     None => false,
@@ -377,41 +427,64 @@ pub fn normalize(text: &str) -> String {
             }
             _ => c,
         };
+        let need = j + 12 + (n - i) + 1;
+        if out.len() < need {
+            out.resize(need, 0);
+        }
         if c.is_ascii() {
             if KEPT[c as usize] {
-                out.push(c.to_ascii_lowercase());
+                out[j] = (c as u8).to_ascii_lowercase();
+                j += 1;
                 space = false;
                 prev_alpha = c.is_ascii_alphabetic();
                 continue;
             }
         } else if c.is_alphanumeric() {
             for l in c.to_lowercase() {
-                out.push(l);
+                j += l.encode_utf8(&mut out[j..]).len();
             }
             space = false;
             prev_alpha = c.is_alphabetic();
             continue;
         }
         if !space {
-            out.push(' ');
+            out[j] = b' ';
+            j += 1;
             space = true;
             prev_alpha = false;
         }
     }
+    out.truncate(j);
+    let out = String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     // Letters spaced out to dodge filters ("i g n o r e") are joined back.
-    if out.len() > 8
-        && out.as_bytes().windows(6).any(|w| {
-            w[1] == b' '
-                && w[3] == b' '
-                && w[5] == b' '
-                && w[0].is_ascii_alphabetic()
-                && w[2].is_ascii_alphabetic()
-                && w[4].is_ascii_alphabetic()
-        })
-    {
-        out = despace(&out);
+    if out.len() > 8 && spaced_letters(out.as_bytes()) {
+        return despace(&out);
     }
     out
+}
+
+/// Whether `s` has a letter, a space, a letter, a space, a letter and a space in a row. Blocks
+/// of 32 positions are tested whole, without an early exit, so the test vectorises.
+fn spaced_letters(s: &[u8]) -> bool {
+    const BLOCK: usize = 32;
+    fn at(w: &[u8], i: usize) -> bool {
+        let alpha = |c: u8| (c | 0x20).wrapping_sub(b'a') < 26;
+        (w[i + 1] == b' ')
+            & (w[i + 3] == b' ')
+            & (w[i + 5] == b' ')
+            & alpha(w[i])
+            & alpha(w[i + 2])
+            & alpha(w[i + 4])
+    }
+    let mut k = 0;
+    while let Some(w) = s.get(k..k + BLOCK + 5) {
+        if (0..BLOCK).fold(false, |any, i| any | at(w, i)) {
+            return true;
+        }
+        k += BLOCK;
+    }
+    (k..s.len().saturating_sub(5)).any(|i| at(s, i))
 }
 
 fn despace(s: &str) -> String {
@@ -447,16 +520,12 @@ pub fn score(text: &str) -> f32 {
     let norm = normalize(text);
     let mut candidates = [false; 16];
     let mut any = false;
-    for m in g.triggers.find_iter(&norm) {
-        for &f in g
-            .trigger_family
-            .get(m.pattern().as_usize())
-            .map_or(&[][..], Vec::as_slice)
-        {
+    g.triggers.for_each(norm.as_bytes(), |pid, _, _| {
+        for &f in g.trigger_family.get(pid).map_or(&[][..], Vec::as_slice) {
             candidates[f] = true;
             any = true;
         }
-    }
+    });
     let mut keep = 1.0f32;
     if any {
         for (i, (name, _, _, w)) in FAMILIES.iter().enumerate() {

@@ -10,10 +10,11 @@
 //! cost nothing in lower-case prose. `boost` applies the context words to findings;
 //! `phrases.rs` reads the cues.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
+use aho_corasick::{MatchKind, StartKind};
 use std::collections::HashMap;
 
 use super::anchors::Anchor;
+use super::dfa::Dfa;
 use super::keyword_table::keywords;
 use super::names;
 use super::{Entity, Finding, Kind};
@@ -65,15 +66,25 @@ pub struct Hit<'a> {
 
 /// The keyword automaton and the name lists.
 pub struct Keywords {
-    ac: AhoCorasick,
+    ac: Dfa,
     roles: Vec<Vec<Role>>,
+    /// Per keyword: reported wherever it occurs (format anchors, glued street suffixes), not
+    /// only as a whole word.
+    free: Vec<bool>,
     /// Given names and surnames, searched anchored at capitalised word starts.
-    names: AhoCorasick,
+    names: Dfa,
     /// Roles of each name (plus the keyword roles of a name that is also a keyword).
     name_roles: Vec<Vec<Role>>,
     /// Lower-case words a listed name may start with (`das`, `de Jong`): tried too.
     lower_starts: Vec<&'static str>,
+    /// Per byte: `WORD`, plus `TRY` where a word starting with it is tried against the names
+    /// (upper case, non-ASCII) and `LOWER` where a lower-case start may be.
+    first_byte: [u8; 256],
 }
+
+const WORD: u8 = 1;
+const TRY: u8 = 2;
+const LOWER: u8 = 4;
 
 impl Keywords {
     pub fn new() -> Result<Self, String> {
@@ -115,19 +126,27 @@ impl Keywords {
             .iter()
             .map(|k| name_merged.remove(k).unwrap_or_default())
             .collect();
-        let ac = AhoCorasickBuilder::new()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&order)
-            .map_err(|e| format!("keyword automaton: {e}"))?;
-        let names = AhoCorasickBuilder::new()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .start_kind(StartKind::Anchored)
-            .build(&name_order)
-            .map_err(|e| format!("name automaton: {e}"))?;
+        let free = roles
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .any(|r| matches!(r, Role::Anchor(_) | Role::Street(Street::Suffix)))
+            })
+            .collect();
+        let ac = Dfa::new(
+            &order,
+            MatchKind::LeftmostLongest,
+            true,
+            StartKind::Unanchored,
+        )
+        .map_err(|e| format!("keyword automaton: {e}"))?;
+        let names = Dfa::new(
+            &name_order,
+            MatchKind::LeftmostLongest,
+            true,
+            StartKind::Anchored,
+        )
+        .map_err(|e| format!("name automaton: {e}"))?;
         let mut lower_starts: Vec<&'static str> = names::FIRST
             .iter()
             .chain(names::LAST)
@@ -142,12 +161,30 @@ impl Keywords {
             .collect();
         lower_starts.sort_unstable();
         lower_starts.dedup();
+        let mut first_byte = [0u8; 256];
+        for (c, k) in (0u8..=255).zip(first_byte.iter_mut()) {
+            if is_word_byte(c) {
+                *k |= WORD;
+            }
+            if c.is_ascii_uppercase() || c >= 0x80 {
+                *k |= TRY;
+            }
+            if c.is_ascii_lowercase()
+                && lower_starts
+                    .iter()
+                    .any(|s| s.as_bytes().first() == Some(&c))
+            {
+                *k |= LOWER;
+            }
+        }
         Ok(Self {
             ac,
             roles,
+            free,
             names,
             name_roles,
             lower_starts,
+            first_byte,
         })
     }
 
@@ -156,23 +193,14 @@ impl Keywords {
     pub fn hits<'a>(&'a self, text: &str) -> Vec<Hit<'a>> {
         let b = text.as_bytes();
         let mut out = Vec::new();
-        for m in self.ac.find_iter(text) {
-            let roles = match self.roles.get(m.pattern().as_usize()) {
-                Some(r) => r.as_slice(),
-                None => continue,
+        self.ac.for_each(b, |pid, start, end| {
+            let (Some(roles), Some(&free)) = (self.roles.get(pid), self.free.get(pid)) else {
+                return;
             };
-            let anchor = roles
-                .iter()
-                .any(|r| matches!(r, Role::Anchor(_) | Role::Street(Street::Suffix)));
-            if !anchor && !bounded(b, m.start(), m.end()) {
-                continue;
+            if free || bounded(b, start, end) {
+                out.push(Hit { start, end, roles });
             }
-            out.push(Hit {
-                start: m.start(),
-                end: m.end(),
-                roles,
-            });
-        }
+        });
         self.add_names(text, &mut out);
         out
     }
@@ -183,39 +211,15 @@ impl Keywords {
     fn add_names<'a>(&'a self, text: &str, hits: &mut Vec<Hit<'a>>) {
         let b = text.as_bytes();
         let mut found: Vec<Hit<'a>> = Vec::new();
-        let mut p = 0;
-        while p < b.len() {
-            let c = b[p];
-            if !is_word_byte(c) {
-                p += 1;
-                continue;
+        // One table lookup per byte; the rare word starts that can begin a listed name take
+        // the slow path.
+        let mut prev_word = false;
+        for (p, &c) in b.iter().enumerate() {
+            let k = self.first_byte[usize::from(c)];
+            if k & (TRY | LOWER) != 0 && !prev_word {
+                self.name_at(b, p, k, &mut found);
             }
-            let word_end = p + b[p..]
-                .iter()
-                .position(|&c| !is_word_byte(c))
-                .unwrap_or(b.len() - p);
-            let try_here = c.is_ascii_uppercase()
-                || c >= 0x80
-                || (c.is_ascii_lowercase()
-                    && self
-                        .lower_starts
-                        .iter()
-                        .any(|s| b[p..word_end].eq_ignore_ascii_case(s.as_bytes())));
-            if try_here {
-                let input = Input::new(text).range(p..).anchored(Anchored::Yes);
-                if let Ok(Some(m)) = self.names.try_find(input) {
-                    if bounded(b, m.start(), m.end()) {
-                        if let Some(roles) = self.name_roles.get(m.pattern().as_usize()) {
-                            found.push(Hit {
-                                start: m.start(),
-                                end: m.end(),
-                                roles,
-                            });
-                        }
-                    }
-                }
-            }
-            p = word_end;
+            prev_word = k & WORD != 0;
         }
         if found.is_empty() {
             return;
@@ -247,6 +251,37 @@ impl Keywords {
                     // Overlap: the kept one started earlier or is at least as long.
                 }
                 _ => hits.push(next),
+            }
+        }
+    }
+
+    /// The listed name starting at the word start `p` (first byte class `k`), if any.
+    #[cold]
+    fn name_at<'a>(&'a self, b: &[u8], p: usize, k: u8, found: &mut Vec<Hit<'a>>) {
+        if k & TRY == 0 {
+            // A lower-case word: only the listed lower-case starts are tried.
+            let word_end = b[p..]
+                .iter()
+                .position(|&c| !is_word_byte(c))
+                .map_or(b.len(), |e| p + e);
+            let word = &b[p..word_end];
+            if !self
+                .lower_starts
+                .iter()
+                .any(|s| word.eq_ignore_ascii_case(s.as_bytes()))
+            {
+                return;
+            }
+        }
+        if let Some((pid, end)) = self.names.find_at(b, p) {
+            if bounded(b, p, end) {
+                if let Some(roles) = self.name_roles.get(pid) {
+                    found.push(Hit {
+                        start: p,
+                        end,
+                        roles,
+                    });
+                }
             }
         }
     }

@@ -8,7 +8,7 @@
 //!   PEM blocks, wallets, MAC/IPv6) and `password=` style assignments. `keywords`: the keyword
 //!   automaton (its table in `keyword_table`), the name lists' lookup and context boosts.
 //!   `phrases`: the cue-driven detectors (person, street address, birth date). `names`: the
-//!   word lists.
+//!   word lists. `dfa`: the search loop the keyword, name and injection-trigger automata run in.
 //! - `policy`: `[policies.NAME]` compiled into a `Policy` (actions, custom detectors,
 //!   deny-lists) and the text transformation (redact/mask/hash/pseudonymize).
 //! - `injection`: the prompt-injection scorer. `guard`: the request stage and response
@@ -20,6 +20,7 @@
 pub mod anchors;
 pub mod checksum;
 pub mod cli;
+pub mod dfa;
 pub mod guard;
 pub mod injection;
 pub mod keyword_table;
