@@ -375,24 +375,27 @@ pub fn normalize(text: &str) -> String {
     while i < n {
         // A run of plain bytes, copied through the table. A separator after a separator (or
         // at the start) is written and not counted.
-        let run = b[i..]
-            .iter()
-            .position(|&c| PLAIN[usize::from(c)] <= 1)
-            .unwrap_or(n - i);
-        if run > 0 {
-            let dst = &mut out[j..j + run];
+        // One pass: the run ends at the first byte the table does not settle.
+        {
+            let src = &b[i..];
+            let dst = &mut out[j..];
             let mut k = 0;
-            for &c in &b[i..i + run] {
+            let mut x = 0;
+            while let Some(&c) = src.get(x) {
                 let m = PLAIN[usize::from(c)];
+                if m <= 1 {
+                    break;
+                }
                 let sep = m == b' ';
                 if let Some(d) = dst.get_mut(k) {
                     *d = m;
                 }
                 k += usize::from(!(sep & space));
                 space = sep;
+                x += 1;
             }
             j += k;
-            i += run;
+            i += x;
             if i >= n {
                 break;
             }
