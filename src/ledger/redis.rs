@@ -479,11 +479,7 @@ impl Store {
             for k in self.wallet_keys(&w.id, w.calendar.start(now_secs)) {
                 inv.key(k);
             }
-            let opt = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
-            inv.arg(opt(w.limit))
-                .arg(opt(w.rate.rpm.map(u64::from)))
-                .arg(opt(w.rate.tpm))
-                .arg(opt(w.rate.concurrency.map(u64::from)));
+            limit_args(&mut inv, w);
         }
         let reply: Vec<i64> = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -568,7 +564,6 @@ impl Store {
         for k in self.wallet_keys(&w.id, call.period_start) {
             inv.key(k);
         }
-        let opt = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
         inv.arg(pot)
             .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
             .arg(u8::from(call.release))
@@ -580,11 +575,8 @@ impl Store {
             .arg(call.want.2)
             .arg(call.want.3)
             .arg(call.keep_slots)
-            .arg(call.expire_at.unwrap_or(0))
-            .arg(opt(w.limit))
-            .arg(opt(w.rate.rpm.map(u64::from)))
-            .arg(opt(w.rate.tpm))
-            .arg(opt(w.rate.concurrency.map(u64::from)));
+            .arg(call.expire_at.unwrap_or(0));
+        limit_args(&mut inv, w);
         let reply: Vec<i64> = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
@@ -721,6 +713,15 @@ impl Store {
             .await
             .map_err(|_| StoreError::Timeout(limit))?
     }
+}
+
+/// A wallet's limit, RPM, TPM and concurrency as script arguments (-1: none).
+fn limit_args(inv: &mut redis::ScriptInvocation<'_>, w: &WalletSpec) {
+    let opt = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    inv.arg(opt(w.limit))
+        .arg(opt(w.rate.rpm.map(u64::from)))
+        .arg(opt(w.rate.tpm))
+        .arg(opt(w.rate.concurrency.map(u64::from)));
 }
 
 /// Parses a published cooldown message.
