@@ -74,12 +74,20 @@ fn nanos(usd: &str) -> u64 {
     whole.parse::<u64>().unwrap() * 1_000_000_000 + frac.parse::<u64>().unwrap()
 }
 
-/// The project wallet's standing as the shared store has it.
+/// The project wallet's standing as the shared store has it. A read that fails (a command
+/// timeout on a loaded machine, a connection broken by a restart) is tried again for a while.
 async fn shared_standing(gw: &Gateway) -> gateway::ledger::Standing {
     let rt = gw.state.runtime();
     let w = rt.spend.projects["alpha"].wallet.clone();
     let shared = gw.state.shared.as_ref().expect("redis backend");
-    shared.standings(&[&w]).await.expect("redis answers")[0].clone()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match shared.standings(&[&w]).await {
+            Ok(s) => return s[0].clone(),
+            Err(e) => assert!(Instant::now() < deadline, "redis answers: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `f` until it holds or `secs` pass.
@@ -727,15 +735,7 @@ async fn spend_pending_when_a_replica_is_killed_is_written_back_after_its_restar
     redis.restart().await;
     let mut served = serve_binary(&path);
     eventually(10, "the restarted replica wrote the spend back", || async {
-        let w = reader.state.runtime().spend.projects["alpha"]
-            .wallet
-            .clone();
-        let shared = reader.state.shared.as_ref().unwrap();
-        // The reader's first command after the restart may meet the old, broken connection.
-        shared
-            .standings(&[&w])
-            .await
-            .is_ok_and(|s| s[0].spent == charged)
+        shared_standing(&reader).await.spent == charged
     })
     .await;
     eventually(5, "and no longer keeps it", || async { !spool.exists() }).await;
