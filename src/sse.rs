@@ -123,6 +123,23 @@ pub fn encode(event: Option<&str>, data: &str) -> Bytes {
     out.freeze()
 }
 
+/// Test helper: the named events in `bytes` with their JSON data, comments skipped.
+#[cfg(test)]
+pub fn json_events(bytes: &[u8]) -> Vec<(String, serde_json::Value)> {
+    let mut parsed = Vec::new();
+    Parser::default().push(bytes, &mut parsed);
+    parsed
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { event, data } => Some((
+                event.unwrap_or_default(),
+                serde_json::from_str(&data).expect("JSON data"),
+            )),
+            Event::Comment(_) => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1126,19 +1126,7 @@ mod tests {
             s.on_data(c, &mut out);
         }
         s.on_end(&mut out);
-        let mut parsed = Vec::new();
-        let mut p = sse::Parser::default();
-        p.push(&out, &mut parsed);
-        parsed
-            .into_iter()
-            .filter_map(|e| match e {
-                sse::Event::Message { event, data } => Some((
-                    event.unwrap_or_default(),
-                    serde_json::from_str(&data).unwrap(),
-                )),
-                sse::Event::Comment(_) => None,
-            })
-            .collect()
+        sse::json_events(&out)
     }
 
     #[test]
